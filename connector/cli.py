@@ -5,6 +5,9 @@ from __future__ import annotations
 import click
 from flask.cli import FlaskGroup
 
+from connector.commands.credits import credits_group
+from connector.commands.customers import customers_group
+from connector.commands.db import db_group
 from connector.commands.hours import hours_command
 from connector.commands.quote import quote_command
 
@@ -22,6 +25,9 @@ def cli() -> None:
 
 cli.add_command(quote_command)
 cli.add_command(hours_command)
+cli.add_command(credits_group)
+cli.add_command(customers_group)
+cli.add_command(db_group)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from connector.config import Settings, load_settings
+from connector.config import ConfigError, Settings, load_settings
+from connector.db import Database, DatabaseError
 
 
 @dataclass
@@ -15,6 +16,7 @@ class ConnectorState:
     """Per-app state: the validated settings (and, as the connector grows, its services)."""
 
     settings: Settings
+    database: Database
 
 
 class CareConnector:
@@ -37,17 +39,29 @@ class CareConnector:
           see :func:`connector.config.load_settings`).
         - ``CARE_URL_PREFIX``: where the blueprints are mounted (default ``""``).
 
+        The database (``settings.database_url``) is set up here but not connected to: the
+        embedded SQLite default migrates itself before its first transaction; PostgreSQL is
+        migrated with ``care-connector db upgrade``.
+
         Changes to these keys after ``init_app`` are ignored.
 
         :raises RuntimeError: when the connector is already registered on ``app``.
-        :raises connector.config.ConfigError: when the configuration is invalid.
+        :raises connector.config.ConfigError: when the configuration is invalid (a database URL
+            of an unsupported kind included).
         """
         if "care_connector" in app.extensions:
             raise RuntimeError("CareConnector is already registered on this app.")
         app.config.setdefault("CARE_CONFIG", None)
         prefix = app.config.setdefault("CARE_URL_PREFIX", "")
         settings = self._settings or load_settings(app.config["CARE_CONFIG"])
-        app.extensions["care_connector"] = ConnectorState(settings=settings)
+        # The embedded SQLite default migrates itself (on first use); PostgreSQL is migrated
+        # by `care-connector db upgrade`, run once per deploy, not by every web process.
+        try:
+            database = Database.from_url(settings.database_url)
+        except DatabaseError as err:
+            raise ConfigError(f"database.url: {err}") from err
+        database.auto_upgrade = database.dialect == "sqlite"
+        app.extensions["care_connector"] = ConnectorState(settings=settings, database=database)
 
         from connector.blueprints.health import health_bp
 

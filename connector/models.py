@@ -1,0 +1,271 @@
+"""The connector's tables (SQLAlchemy 2 declarative models), one ``Base`` for all.
+
+Rows here are storage; the rules never see them. :mod:`connector.customers` turns a customer's
+rows into a :class:`rules.model.Customer`.
+
+Conventions:
+
+- Every timestamp is timezone-aware (:class:`UTCDateTime`): stored as UTC, returned as an
+  aware UTC ``datetime`` on SQLite and PostgreSQL alike. Naive datetimes are refused.
+- Credits are integers. ``customers.balance`` is maintained by :mod:`connector.ledger` only and
+  can never go below zero (a CHECK constraint backs the ledger's own test).
+- Emails are stored lower-case; lookups lower-case their argument.
+- Schema changes go through an Alembic revision in ``connector/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names, so migrations can refer to them on both backends.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC.
+
+    PostgreSQL keeps it in a ``TIMESTAMP WITH TIME ZONE``; SQLite, which has no time zones,
+    keeps the naive UTC wall time. Either way the value read back is aware and in UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"Naive datetime {value.isoformat()} refused: pass an aware one.")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC (the default of ``created_at``-style columns)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), str: String()}
+
+
+class Customer(Base):
+    """A customer. ``balance`` mirrors the sum of the customer's ledger entries."""
+
+    __tablename__ = "customers"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str] = mapped_column(default="", server_default="")
+    locale: Mapped[str] = mapped_column(default="en", server_default="en")
+    timezone: Mapped[str | None]
+    upgrades_until: Mapped[date | None] = mapped_column(Date)
+    upgrades_lifetime: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    balance: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    erased_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Identity(Base):
+    """The customer's user id in one desk (``desk`` is the desk's configured key)."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("desk", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    desk: Mapped[str]
+    external_id: Mapped[str]
+
+
+class License(Base):
+    """A product license; ``ref`` is the vendor's reference and makes imports idempotent."""
+
+    __tablename__ = "licenses"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('first', 'additional', 'additional_storefront')", name="kind_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    ref: Mapped[str] = mapped_column(unique=True)
+    product: Mapped[str]
+    kind: Mapped[str]
+    purchased_on: Mapped[date] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+
+
+class Subscription(Base):
+    """A care subscription; ``ends_on`` is the last day included."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (CheckConstraint("starts_on <= ends_on", name="dates_ordered"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    plan: Mapped[str]
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+
+
+class CreditPurchase(Base):
+    """Credits bought; ``ref`` (the order) makes imports idempotent."""
+
+    __tablename__ = "credit_purchases"
+    __table_args__ = (CheckConstraint("credits > 0", name="credits_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    ref: Mapped[str] = mapped_column(unique=True)
+    credits: Mapped[int] = mapped_column(Integer)
+    purchased_on: Mapped[date] = mapped_column(Date)
+
+
+class QuotaAllowance(Base):
+    """A month's allowance of covered tickets of one kind, opened by the monthly reset."""
+
+    __tablename__ = "quota_allowances"
+    __table_args__ = (UniqueConstraint("customer_id", "period", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    period: Mapped[str] = mapped_column(String(7))  # "YYYY-MM"
+    kind: Mapped[str]
+    allowance: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ticket(Base):
+    """A help-desk ticket as the connector knows it."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("desk", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    desk: Mapped[str]
+    external_id: Mapped[str]
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    requester_email: Mapped[str | None]
+    subject: Mapped[str] = mapped_column(Text, default="", server_default="")
+    locale: Mapped[str | None]
+    plan: Mapped[str | None]
+    category: Mapped[str | None]
+    category_source: Mapped[str | None]
+    credits_estimated: Mapped[int | None] = mapped_column(Integer)
+    credits_charged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # none | pending | approved | declined | insufficient | ... (the workflow's states).
+    approval_state: Mapped[str] = mapped_column(default="none", server_default="none")
+    approval_amount: Mapped[int | None] = mapped_column(Integer)
+    first_reply_due: Mapped[datetime | None]
+    first_agent_reply_at: Mapped[datetime | None]
+    status: Mapped[str | None]
+    created_at: Mapped[datetime]  # The desk's creation time, not the row's.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TicketStatusHistory(Base):
+    __tablename__ = "ticket_status_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    status: Mapped[str]
+    at: Mapped[datetime]
+
+
+class QuotaUsage(Base):
+    """One ticket counted against a month's quota of one kind (at most once)."""
+
+    __tablename__ = "quota_usage"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "kind"),
+        Index("ix_quota_usage_customer_period", "customer_id", "period", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    period: Mapped[str] = mapped_column(String(7))
+    kind: Mapped[str]
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+
+
+class LedgerEntry(Base):
+    """One credit movement; append-only (written by :mod:`connector.ledger` only).
+
+    ``amount`` is signed: positive credits the customer, negative charges them.
+    ``balance_after`` is the customer's balance once this entry is applied. ``key`` is the
+    idempotency key: posting the same movement twice finds this row instead of a second one.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+        Index("ix_ledger_entries_customer_id_id", "customer_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str]
+    amount: Mapped[int] = mapped_column(Integer)
+    balance_after: Mapped[int] = mapped_column(Integer)
+    ticket: Mapped[str | None] = mapped_column(index=True)  # "<desk>:<external_id>"
+    actor: Mapped[str]
+    source: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    key: Mapped[str] = mapped_column(unique=True)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+
+
+__all__: list[str] = [
+    "Base",
+    "CreditPurchase",
+    "Customer",
+    "Identity",
+    "LedgerEntry",
+    "License",
+    "QuotaAllowance",
+    "QuotaUsage",
+    "Subscription",
+    "Ticket",
+    "TicketStatusHistory",
+    "UTCDateTime",
+    "utcnow",
+]

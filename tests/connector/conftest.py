@@ -1,0 +1,80 @@
+"""Shared fixtures for connector tests: a migrated, empty database on SQLite and PostgreSQL.
+
+``database`` runs each test twice: on a SQLite file and on PostgreSQL. The PostgreSQL run needs
+``CARE_TEST_DATABASE_URL`` (for example
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and is skipped without it. One
+throw-away database ``care_test_<random>`` is created on that server per test session and
+dropped at the end; each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from connector.db import Database, normalize_url
+
+TEST_URL_VARIABLE = "CARE_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets a copy (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
+    database = Database.from_url(f"sqlite:///{path}")
+    database.upgrade()
+    database.dispose()  # The last connection to close checkpoints the WAL into the file.
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgresql() -> Iterator[tuple[Database, list[str]]]:
+    """A fresh PostgreSQL database for this session, migrated, and its table names."""
+    url = os.environ.get(TEST_URL_VARIABLE)
+    if not url:
+        pytest.skip(f"{TEST_URL_VARIABLE} is not set: PostgreSQL tests skipped")
+    server_url = make_url(normalize_url(url))
+    name = f"care_test_{secrets.token_hex(6)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    database = Database.from_url(server_url.set(database=name).render_as_string(False))
+    try:
+        database.upgrade()
+        tables = [t for t in inspect(database.engine).get_table_names() if t != "alembic_version"]
+        yield database, tables
+    finally:
+        database.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database with empty tables (SQLite file, then PostgreSQL)."""
+    if request.param == "sqlite":
+        path = tmp_path / "care.sqlite3"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        database = Database.from_url(f"sqlite:///{path}")
+        yield database
+        database.dispose()
+        return
+    yield request.getfixturevalue("postgresql_database")
+
+
+@pytest.fixture
+def postgresql_database(_postgresql: tuple[Database, list[str]]) -> Database:
+    """The session's PostgreSQL database with empty tables (for PostgreSQL-only behaviour)."""
+    database, tables = _postgresql
+    with database.engine.begin() as connection:
+        listed = ", ".join(f'"{table}"' for table in tables)
+        connection.execute(text(f"TRUNCATE {listed} RESTART IDENTITY CASCADE"))
+    return database
