@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from flask import Flask
 from flask.cli import FlaskGroup
 
 from connector.commands.credits import credits_group
@@ -12,10 +13,23 @@ from connector.commands.hours import hours_command
 from connector.commands.quote import quote_command
 
 
-def _create_app():  # type: ignore[no-untyped-def]
-    from connector.app import create_app
+class ConfigProblem(click.ClickException):
+    """A configuration that cannot be loaded: one line on stderr, exit code 1.
 
-    return create_app()
+    (Exit code 2 is kept for bad arguments, as click uses it.)
+    """
+
+    exit_code = 1
+
+
+def _create_app() -> Flask:
+    from connector.app import create_app
+    from connector.config import ConfigError
+
+    try:
+        return create_app()
+    except ConfigError as err:
+        raise ConfigProblem(str(err)) from err
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)

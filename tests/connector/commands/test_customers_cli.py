@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from connector import ledger
 from connector.cli import cli
-from connector.db import Database
+from connector.db import Database, alembic_config
 from connector.models import Customer, LedgerEntry
 
 Run = Callable[..., Result]
@@ -211,10 +212,11 @@ def test_db_upgrade_migrates_an_empty_database(
     use_database(monkeypatch, tmp_path, url)
     first = CliRunner().invoke(cli, ["db", "upgrade"], prog_name="care-connector")
     assert first.exit_code == 0, first.stderr
-    assert first.stdout == f"{url}: upgraded from an empty database to 0001\n"
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert first.stdout == f"{url}: upgraded from an empty database to {head}\n"
     again = CliRunner().invoke(cli, ["db", "upgrade"], prog_name="care-connector")
-    assert again.stdout == f"{url}: already at revision 0001\n"
-    assert Database.from_url(url).current_revision() == "0001"
+    assert again.stdout == f"{url}: already at revision {head}\n"
+    assert Database.from_url(url).current_revision() == head
 
 
 def test_db_upgrade_reports_an_unreachable_database(
