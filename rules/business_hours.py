@@ -31,7 +31,7 @@ import bisect
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rules.policy import BusinessCalendar
@@ -194,6 +194,13 @@ def add_business_time(start: datetime, seconds: int, cal: BusinessCalendar) -> d
         raise BusinessHoursError(f"seconds must not be negative, got {seconds}")
     cursor = _as_utc(start, "start")
     zone = load_zone(cal.zone)
+    if _is_fixed_offset(cal.zone) and cal.end > cal.start and _weekdays(cal):
+        return _add_fixed(cursor, seconds, cal, zone)
+    return _add_walking(cursor, seconds, cal, zone)
+
+
+def _add_walking(cursor: datetime, seconds: int, cal: BusinessCalendar, zone: ZoneInfo) -> datetime:
+    """:func:`add_business_time` for any zone: walk the windows one by one."""
     remaining = timedelta(seconds=seconds)
     first_day = cursor.astimezone(zone).date() - _ONE_DAY
     for opens, closes in _windows_from(first_day, cal, zone):
@@ -204,6 +211,35 @@ def add_business_time(start: datetime, seconds: int, cal: BusinessCalendar) -> d
             return (begin + remaining).astimezone(zone)
         remaining -= closes - begin
     raise AssertionError("unreachable: _windows_from never ends")  # pragma: no cover
+
+
+def _add_fixed(cursor: datetime, seconds: int, cal: BusinessCalendar, zone: ZoneInfo) -> datetime:
+    """:func:`add_business_time` for a fixed-offset zone and a same-day window.
+
+    Every window there has the same wall-clock bounds, so the walk is integer arithmetic on
+    microseconds of the day instead of building aware datetimes for each window.
+    """
+    local = cursor.astimezone(zone)
+    opens = _micros(cal.start)
+    closes = _micros(cal.end)
+    day = local.date()
+    now = _micros(local.timetz())
+    remaining = seconds * 1_000_000
+    while True:
+        if is_business_day(day, cal):
+            begin = max(now, opens)
+            if begin < closes:
+                if remaining <= closes - begin:
+                    midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
+                    return midnight + timedelta(microseconds=begin + remaining)
+                remaining -= closes - begin
+        day += _ONE_DAY
+        now = 0
+
+
+def _micros(clock: time) -> int:
+    """Microseconds since midnight of a wall-clock time."""
+    return ((clock.hour * 60 + clock.minute) * 60 + clock.second) * 1_000_000 + clock.microsecond
 
 
 @dataclass(frozen=True, slots=True)

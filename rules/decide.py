@@ -228,6 +228,7 @@ def decide(
     zone = policy.calendar.zone
     customer = facts.customer
     created_at = state.created_at if state else event.created_at(now)
+    created_day = entitlements.local_day(created_at, zone)
     lang = language(
         event.locale,
         customer.locale if customer else None,
@@ -237,7 +238,7 @@ def decide(
     if state is not None:
         plan_key, plan_reason = state.plan, ("", "")
     else:
-        choice = entitlements.plan_on(customer, entitlements.local_day(created_at, zone), policy)
+        choice = entitlements.plan_on(customer, created_day, policy)
         plan_key, plan_reason = choice.plan, (choice.reason_en, choice.reason_ru)
     plan = policy.plans[plan_key]
     level = priorities.level_for(plan_key, policy)
@@ -282,12 +283,11 @@ def decide(
             )
         estimate = _estimate(event, cat, policy)
         category = policy.categories[cat.key]
-        day = entitlements.local_day(created_at, zone)
         cover = coverage.assess(
             plan_key,
             cat.key,
             policy,
-            has_upgrades=customer.has_upgrades_on(day) if customer else False,
+            has_upgrades=customer.has_upgrades_on(created_day) if customer else False,
             quota_used=facts.modifications_used,
             quota_allowance=facts.modifications_allowance,
         )
@@ -379,7 +379,7 @@ def decide(
     due = business_hours.add_business_time(
         created_at, plan.first_reply_hours * 3600, policy.calendar
     )
-    note.add("first_reply_due", due=due.strftime("%Y-%m-%d %H:%M %Z"), hours=plan.first_reply_hours)
+    note.add("first_reply_due", due=due.isoformat(" ", "minutes"), hours=plan.first_reply_hours)
     if facts.recent_tickets:
         position, total = priorities.queue_position(event.ticket_id, facts.recent_tickets)
         if total > 1:

@@ -16,6 +16,8 @@ from rules.business_hours import (
     NaiveDatetimeError,
     SupportWindow,
     UnknownZoneError,
+    _add_fixed,
+    _add_walking,
     add_business_time,
     business_seconds_between,
     is_business_day,
@@ -647,3 +649,23 @@ def test_fixed_offset_shortcut_agrees_with_the_day_by_day_walk(
     assert business_seconds_between(a, b, cal, paused=paused) == business_seconds_between(
         a, b, dubai, paused=paused
     )
+
+
+# The fixed-offset fast path of add_business_time must agree with the general window walk.
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+    ),
+    seconds=st.integers(min_value=0, max_value=40 * 9 * 3600),
+    holiday_offsets=st.lists(st.integers(min_value=-3, max_value=30), max_size=5),
+)
+def test_fixed_offset_fast_path_agrees_with_the_walk(
+    start: datetime, seconds: int, holiday_offsets: list[int]
+) -> None:
+    local_day = start.astimezone(ZoneInfo("Etc/GMT-4")).date()
+    cal = BusinessCalendar(
+        holidays=frozenset(local_day + timedelta(days=d) for d in holiday_offsets)
+    )
+    zone = ZoneInfo(cal.zone)
+    assert _add_fixed(start, seconds, cal, zone) == _add_walking(start, seconds, cal, zone)
