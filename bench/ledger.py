@@ -5,7 +5,8 @@
     .venv/bin/python bench/ledger.py [--url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
                                      [--duration 10] [--clients 1,8,32] [--customers 1000]
 
-For each client count, N threads (each with its own connection) charge 1 credit at a time
+For each client count, N workers (threads spread over one process per core, each with its
+own connection) charge 1 credit at a time
 through :func:`connector.ledger.charge` for ``--duration`` seconds, each charge its own
 transaction run through ``Database.run_in_transaction``: once spread over ``--customers``
 customers, once all on one customer (every charge waits for the customer's row lock).
@@ -22,6 +23,7 @@ read, one row updated, one row inserted, one commit.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import re
@@ -36,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
@@ -100,65 +103,120 @@ def seed(database: Database, customers: int) -> list[int]:
 
 
 def charge_rate(url: URL, customer_ids: list[int], clients: int, duration: float) -> float:
-    """Charges per second with ``clients`` threads, each picking a customer from the list."""
-    # Database.from_url's engine options (pool_pre_ping), with a pool as wide as the clients.
-    database = Database(create_engine(url, pool_size=clients, max_overflow=0, pool_pre_ping=True))
-    # Open every connection before the clock starts, as pgbench does.
-    held = [database.engine.connect() for _ in range(clients)]
-    for connection in held:
-        connection.close()
+    """Charges per second with ``clients`` concurrent workers, each picking a customer.
+
+    Like a deployment (one worker process per core, threads inside) and like pgbench's own
+    ``-j``, the clients are spread over one process per core, each running its share as
+    threads with their own connections.
+    """
+    processes = max(1, min(clients, os.cpu_count() or 1))
+    shares = [
+        clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
+    ]
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(processes + 1)
+    results = context.Queue()
     run = secrets.token_hex(4)
-    start = threading.Barrier(clients + 1)
-    counts = [0] * clients
-    errors: list[BaseException] = []
-    deadline = 0.0
-
-    def worker(index: int) -> None:
-        rng = random.Random(index)
-        n = 0
-        try:
-            start.wait()
-            while time.perf_counter() < deadline:
-                customer_id = rng.choice(customer_ids)
-                key = f"bench:{run}:{index}:{n}"
-
-                def charge(
-                    session: Session, customer_id: int = customer_id, key: str = key
-                ) -> None:
-                    ledger.charge(
-                        session,
-                        customer_id=customer_id,
-                        credits=1,
-                        key=key,
-                        actor="bench",
-                        source=ledger.Source.JOB,
-                        at=datetime.now(UTC),
-                    )
-
-                database.run_in_transaction(charge)
-                n += 1
-        except BaseException as err:
-            errors.append(err)
-        counts[index] = n
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    began = time.perf_counter()
-    deadline = began + duration
-    start.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    if errors:
-        database.dispose()
-        raise errors[0]
+    children = [
+        context.Process(
+            target=_charge_process,
+            args=(
+                url.render_as_string(False),
+                customer_ids,
+                share,
+                duration,
+                ready,
+                results,
+                f"{run}:{i}",
+            ),
+        )
+        for i, share in enumerate(shares)
+    ]
+    for child in children:
+        child.start()
+    ready.wait()
+    outcomes = [results.get() for _ in children]
+    for child in children:
+        child.join()
+    failures = [o for o in outcomes if isinstance(o, str)]
+    if failures:
+        raise RuntimeError(failures[0])
+    database = Database.from_url(url.render_as_string(False))
     with database.transaction() as session:
         problems = ledger.verify(session)
     database.dispose()
     if problems:
         raise RuntimeError(f"ledger inconsistent after the run: {problems[:3]}")
-    return sum(counts) / elapsed
+    return sum(count for count, _ in outcomes) / max(elapsed for _, elapsed in outcomes)
+
+
+def _charge_process(
+    url: str,
+    customer_ids: list[int],
+    clients: int,
+    duration: float,
+    ready: Any,
+    results: Any,
+    run: str,
+) -> None:
+    """One worker process: ``clients`` threads charging for ``duration`` seconds."""
+    try:
+        # Database.from_url's engine options, with a pool as wide as the clients.
+        database = Database(create_engine(url, pool_size=clients, max_overflow=0))
+        # Open every connection before the clock starts, as pgbench does.
+        held = [database.engine.connect() for _ in range(clients)]
+        for connection in held:
+            connection.close()
+        counts = [0] * clients
+        errors: list[BaseException] = []
+        start = threading.Barrier(clients + 1)
+        deadline = 0.0
+
+        def worker(index: int) -> None:
+            rng = random.Random(f"{run}:{index}")
+            n = 0
+            try:
+                start.wait()
+                while time.perf_counter() < deadline:
+                    customer_id = rng.choice(customer_ids)
+                    key = f"bench:{run}:{index}:{n}"
+
+                    def charge(
+                        session: Session, customer_id: int = customer_id, key: str = key
+                    ) -> None:
+                        ledger.charge(
+                            session,
+                            customer_id=customer_id,
+                            credits=1,
+                            key=key,
+                            actor="bench",
+                            source=ledger.Source.JOB,
+                            at=datetime.now(UTC),
+                        )
+
+                    database.run_in_transaction(charge)
+                    n += 1
+            except BaseException as err:
+                errors.append(err)
+            counts[index] = n
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        ready.wait()
+        began = time.perf_counter()
+        deadline = began + duration
+        start.wait()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - began
+        database.dispose()
+        if errors:
+            results.put(f"{errors[0].__class__.__name__}: {errors[0]}")
+        else:
+            results.put((sum(counts), elapsed))
+    except BaseException as err:  # report, never hang the parent
+        results.put(f"{err.__class__.__name__}: {err}")
 
 
 def pgbench_binary() -> str:

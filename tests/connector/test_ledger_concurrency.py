@@ -56,9 +56,7 @@ def pool(database: Database) -> Iterator[Database]:
         yield database
         return
     threads, _ = LOAD["postgresql"]
-    wide = Database(
-        create_engine(database.engine.url, pool_size=threads, max_overflow=0, pool_pre_ping=True)
-    )
+    wide = Database(create_engine(database.engine.url, pool_size=threads, max_overflow=0))
     yield wide
     wide.dispose()
 
