@@ -177,6 +177,8 @@ class Settings:
     desks: Mapping[str, DeskSettings] = field(default_factory=dict)
     priorities: Mapping[str, PriorityMap] = field(default_factory=dict)
     source_path: Path | None = None
+    #: False when no ``[desks.*]`` is configured and the built-in default desks are used.
+    desks_configured: bool = True
 
     def desk(self, key: str) -> DeskSettings:
         """The desk configured under ``key``; :class:`KeyError` when there is none."""
@@ -1161,6 +1163,7 @@ def load_settings(
         desks=_build_desks(doc, environ),
         priorities={key: _priority_map(value) for key, value in doc["priorities"].items()},
         source_path=path,
+        desks_configured=bool(doc["desks"]),
     )
 
 

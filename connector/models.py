@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Date,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -254,8 +256,123 @@ class LedgerEntry(Base):
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
 
 
+class InboundDelivery(Base):
+    """Every raw webhook delivery, retries included (never unique), kept even when refused.
+
+    Saved in its own transaction before the signature is checked, so a failure keeps its
+    error; pruned by the retention job.
+    """
+
+    __tablename__ = "inbound_deliveries"
+    __table_args__ = (Index("ix_inbound_deliveries_desk_id", "desk", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    desk: Mapped[str]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    remote_ip: Mapped[str | None]
+    content_type: Mapped[str | None]
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    delivery_key: Mapped[str | None]
+    # The answer given: 200 accepted/duplicate/ignored, 400, 401, ...
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None]  # accepted | duplicate | ignored | refused
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """One parsed ticket event, unique per (desk, delivery key): the deduplication point.
+
+    ``status``: pending (waiting for the worker), done, ignored (the connector's own change),
+    failed (the worker could not process it; ``error`` says why).
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("desk", "delivery_key"),
+        Index("ix_events_status_id", "status", "id"),
+        Index("ix_events_ticket_key_id", "ticket_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    desk: Mapped[str]
+    delivery_key: Mapped[str]
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_deliveries.id"))
+    ticket_key: Mapped[str]  # "<desk>:<ticket id>", the unit of ordering
+    type: Mapped[str]
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    decision: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+
+class OutboxAction(Base):
+    """One write-back to a help desk, sent in order per ticket, applied once per marker.
+
+    ``status``: pending, sending (claimed; a stale claim is an unclear failure), sent, dead
+    (dead-lettered after ``attempts`` tries or a permanent error), cancelled.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_ticket_key_id", "ticket_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    desk: Mapped[str]
+    ticket_id: Mapped[str]
+    ticket_key: Mapped[str]
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    kind: Mapped[str]  # priority | tags | remove_tags | note | reply
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    marker: Mapped[str] = mapped_column(unique=True)
+    status: Mapped[str] = mapped_column(default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unclear: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class RequesterCache(Base):
+    """A desk user's email, name and locale as the desk's API gave them (identity cache)."""
+
+    __tablename__ = "requester_cache"
+    __table_args__ = (UniqueConstraint("desk", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    desk: Mapped[str]
+    external_id: Mapped[str]
+    email: Mapped[str | None]
+    name: Mapped[str | None]
+    locale: Mapped[str | None]
+    fetched_at: Mapped[datetime]
+
+
+class AppSecret(Base):
+    """Secrets the connector makes for itself (the approval-link signing key), so the embedded
+    default needs no set-up; ``CARE_SECRET_KEY`` overrides the stored key."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 __all__: list[str] = [
+    "AppSecret",
     "Base",
+    "Event",
+    "InboundDelivery",
+    "OutboxAction",
+    "RequesterCache",
     "CreditPurchase",
     "Customer",
     "Identity",

@@ -1,0 +1,50 @@
+"""``POST /hooks/<desk>``: where help desks deliver ticket events."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from connector.errors import error_body
+from connector.extension import state
+from connector.intake import receive
+
+hooks_bp = Blueprint("care_hooks", __name__)
+
+
+@hooks_bp.post("/hooks/<desk>")
+def hook(desk: str) -> Response:
+    st = state()
+    if st.desk(desk) is None:
+        return _json(error_body(404, f"Unknown desk {desk!r}."), 404)
+    # The cap applies before the body is read whole (Content-Length, or while streaming).
+    request.max_content_length = st.max_body_bytes
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = st.max_body_bytes
+        return _json(error_body(413, f"The body is larger than {limit} bytes."), 413)
+    result = receive(
+        st,
+        desk,
+        request.headers,
+        body,
+        content_type=request.content_type,
+        remote_ip=request.remote_addr,
+    )
+    response = _json(result.body, result.status)
+    response.headers.update(result.headers)
+    return response
+
+
+@hooks_bp.route("/hooks/<desk>", methods=["GET", "PUT", "PATCH", "DELETE"])
+def other_methods(desk: str) -> Response:
+    response = _json(error_body(405, "Webhooks are delivered with POST."), 405)
+    response.headers["Allow"] = "POST"
+    return response
+
+
+def _json(body: object, status: int) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response

@@ -1,0 +1,221 @@
+"""The fast path of a webhook: store, verify, parse, deduplicate, answer. No network IO.
+
+The order is fixed (architecture.md): the raw delivery is saved first, in its own
+transaction, so a refused or broken delivery keeps its body and error; then the signature is
+checked over the raw bytes, the body parsed into events, and the events inserted unique on
+(desk, delivery key) and marked pending for the worker. Each step commits before the next
+starts, so a slow or unreachable help desk can never make a webhook fail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from adapters.base import HeaderSource
+from adapters.errors import MissingSecretError, UnsupportedEventError, WebhookError
+from connector.errors import error_body
+from connector.extension import ConnectorState
+from connector.models import Event, InboundDelivery
+from connector.serialize import event_to_json
+from rules.events import TicketEvent
+
+log = logging.getLogger("care_connector.intake")
+security_log = logging.getLogger("care_connector.intake.security")
+config_log = logging.getLogger("care_connector.config")
+
+#: Seconds a sender is asked to wait when the database is unreachable.
+RETRY_AFTER_SECONDS = 30
+
+_JSON_TYPES = ("application/json",)
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The answer to one delivery."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    delivery_id: int | None = None
+    events: tuple[int, ...] = ()
+
+
+def _error(
+    status: int, message: str, errors: Mapping[str, list[str]] | None = None
+) -> IntakeResult:
+    return IntakeResult(status, error_body(status, message, errors))
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _unavailable(err: Exception) -> IntakeResult:
+    log.error("database unreachable during intake: %s", err.__class__.__name__)
+    return IntakeResult(
+        503,
+        error_body(503, "The database is unreachable; retry later."),
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def receive(
+    st: ConnectorState,
+    desk_key: str,
+    headers: HeaderSource,
+    body: bytes,
+    *,
+    content_type: str | None,
+    remote_ip: str | None,
+) -> IntakeResult:
+    """Take one delivery to ``/hooks/<desk_key>``; never raises for any input."""
+    desk = st.desk(desk_key)
+    if desk is None:
+        return _error(404, f"Unknown desk {desk_key!r}.")
+    now = st.clock()
+    try:
+        delivery_id = _store_delivery(st, desk_key, headers, body, content_type, remote_ip, now)
+    except (OperationalError, DBAPIError) as err:
+        return _unavailable(err)
+
+    adapter = st.adapter(desk_key)
+    try:
+        if not _is_json(content_type):
+            raise WebhookError(
+                f"Expected a JSON body (Content-Type: application/json), got {content_type!r}.",
+                adapter=adapter.key,
+                errors={"$": ["wrong content type"]},
+            )
+        if st.verify_signatures:
+            adapter.verify(headers, body, now=now)
+        key = adapter.delivery_key(headers, body)
+        events = adapter.parse(headers, body, delivery_key=key)
+    except UnsupportedEventError as err:
+        log.info("desk %s: ignored: %s", desk_key, err.message)
+        return _finish(st, delivery_id, 200, "ignored", err.message, {"status": "ignored"})
+    except MissingSecretError as err:
+        config_log.error("desk %s: %s (set one of %s)", desk_key, err.message, desk.secret_env)
+        return _finish(st, delivery_id, 401, "refused", err.message, None, err)
+    except WebhookError as err:
+        target = security_log if err.http_status == 401 else log
+        target.warning("desk %s: refused (%s): %s", desk_key, err.http_status, err.message)
+        return _finish(st, delivery_id, err.http_status, "refused", err.message, None, err)
+
+    own = [e for e in events if adapter.is_own_event(e)]
+    events = [e for e in events if not adapter.is_own_event(e)]
+    if not events:
+        reason = "caused by the connector itself" if own else "no ticket event"
+        return _finish(st, delivery_id, 200, "ignored", reason, {"status": "ignored"}, key=key)
+    try:
+        with st.database.transaction() as session:
+            inserted = _insert_events(session, desk_key, key, delivery_id, events, now)
+            row = session.get(InboundDelivery, delivery_id)
+            assert row is not None
+            row.delivery_key = key
+            row.status_code = 200
+            row.outcome = "accepted" if inserted else "duplicate"
+    except (OperationalError, DBAPIError) as err:
+        return _unavailable(err)
+    status = "accepted" if inserted else "duplicate"
+    return IntakeResult(200, {"status": status}, delivery_id=delivery_id, events=tuple(inserted))
+
+
+def _store_delivery(
+    st: ConnectorState,
+    desk_key: str,
+    headers: HeaderSource,
+    body: bytes,
+    content_type: str | None,
+    remote_ip: str | None,
+    now: datetime,
+) -> int:
+    with st.database.transaction() as session:
+        row = InboundDelivery(
+            desk=desk_key,
+            received_at=now,
+            remote_ip=remote_ip,
+            content_type=content_type,
+            headers={str(k): str(v) for k, v in headers.items()},
+            body=body,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _finish(
+    st: ConnectorState,
+    delivery_id: int,
+    status: int,
+    outcome: str,
+    message: str,
+    body: dict[str, Any] | None,
+    err: WebhookError | None = None,
+    *,
+    key: str | None = None,
+) -> IntakeResult:
+    try:
+        with st.database.transaction() as session:
+            row = session.get(InboundDelivery, delivery_id)
+            assert row is not None
+            row.status_code = status
+            row.outcome = outcome
+            row.error = message
+            row.delivery_key = key
+    except (OperationalError, DBAPIError) as db_err:
+        return _unavailable(db_err)
+    if body is None:
+        body = error_body(status, message, err.errors if err is not None else None)
+    return IntakeResult(status, body, delivery_id=delivery_id)
+
+
+def event_key(delivery_key: str, index: int) -> str:
+    """The dedup key of the ``index``-th event of a delivery (most deliveries carry one)."""
+    return delivery_key if index == 0 else f"{delivery_key}#{index}"
+
+
+def _insert_events(
+    session: Session,
+    desk_key: str,
+    key: str,
+    delivery_id: int,
+    events: Sequence[TicketEvent],
+    now: datetime,
+) -> list[int]:
+    rows = [
+        {
+            "desk": desk_key,
+            "delivery_key": event_key(key, i),
+            "delivery_id": delivery_id,
+            "ticket_key": f"{desk_key}:{event.ticket_id}",
+            "type": event.type.value,
+            "payload": event_to_json(event),
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+        }
+        for i, event in enumerate(events)
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    inserted: list[int] = []
+    for row in rows:
+        stmt = (
+            insert(Event)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["desk", "delivery_key"])
+            .returning(Event.id)
+        )
+        new_id = session.execute(stmt).scalar_one_or_none()
+        if new_id is not None:
+            inserted.append(new_id)
+    return inserted

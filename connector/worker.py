@@ -1,0 +1,466 @@
+"""The processing worker: pending events in, decisions carried out, write-backs queued.
+
+For each pending event, in order per ticket (an event waits while an earlier one of the same
+ticket is pending):
+
+1. resolve the requester to a customer: an identity in that desk, else the email the event
+   carries, else the desk's API (``GET`` the user), cached in ``requester_cache``;
+2. in ONE transaction: lock the event (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+   workers can run) and the customer's row, load the facts, call :func:`rules.decide.decide`,
+   and write the ticket state, the ledger postings, the quota usage and the outbox actions,
+   then mark the event done. A worker killed before the commit leaves the event pending:
+   the next run processes it exactly once.
+
+The network lookup of step 1 happens outside the transaction, so no lock is held across it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, aliased
+
+from adapters.base import marker_tag
+from adapters.errors import HelpdeskAPIError
+from connector import ledger
+from connector.customers import find_customer, load_customer
+from connector.extension import ConnectorState
+from connector.models import (
+    Customer,
+    Event,
+    OutboxAction,
+    QuotaAllowance,
+    QuotaUsage,
+    RequesterCache,
+    Ticket,
+    TicketStatusHistory,
+)
+from connector.serialize import event_from_json
+from rules import coverage, priorities
+from rules.decide import ApprovalState, CategorySource, Decision, TicketState, decide
+from rules.events import EventType, TicketEvent, TicketStatus
+from rules.messages import render
+from rules.model import Facts
+
+log = logging.getLogger("care_connector.worker")
+
+#: An event that fails this many times is marked failed (kept, with its error, for replay).
+MAX_EVENT_ATTEMPTS = 5
+#: How long a negative requester lookup (the desk has no such user) is remembered.
+NEGATIVE_CACHE = timedelta(hours=1)
+QUOTA_KIND = "modification"
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What one event came to (``simulate`` and the admin pages read it)."""
+
+    event_id: int
+    status: str  # done | ignored | failed | skipped
+    decision: dict[str, Any] | None = None
+
+
+def run_once(st: ConnectorState, *, limit: int = 100) -> list[Processed]:
+    """Process up to ``limit`` pending events whose ticket has no earlier pending event."""
+    with st.database.transaction(read_only=True) as session:
+        ids = list(session.scalars(_claimable().limit(limit)))
+    return [process_event(st, event_id) for event_id in ids]
+
+
+def _claimable() -> Any:
+    earlier = aliased(Event)
+    blocked = (
+        select(earlier.id)
+        .where(
+            earlier.ticket_key == Event.ticket_key,
+            earlier.id < Event.id,
+            earlier.status == "pending",
+        )
+        .exists()
+    )
+    return select(Event.id).where(Event.status == "pending", ~blocked).order_by(Event.id)
+
+
+def process_event(st: ConnectorState, event_id: int) -> Processed:
+    """Process one event exactly once; safe to call concurrently from several workers."""
+    with st.database.transaction(read_only=True) as session:
+        row = session.get(Event, event_id)
+        if row is None or row.status != "pending":
+            return Processed(event_id, "skipped")
+        event = event_from_json(row.payload)
+    try:
+        requester = _resolve_requester(st, event)
+        return st.database.run_in_transaction(lambda s: _apply(st, s, event_id, requester))
+    except Exception as err:  # noqa: BLE001 - any failure is recorded on the event, never lost
+        log.exception("event %s failed", event_id)
+        return _record_failure(st, event_id, err)
+
+
+@dataclass(frozen=True)
+class _Requester:
+    email: str | None
+    name: str | None
+    locale: str | None
+
+
+def _resolve_requester(st: ConnectorState, event: TicketEvent) -> _Requester:
+    """The requester's email, name and locale: from the event, the cache, or the desk's API."""
+    if event.requester_email or not event.requester_id:
+        return _Requester(event.requester_email, event.requester_name, event.locale)
+    now = st.clock()
+    with st.database.transaction(read_only=True) as session:
+        if find_customer(session, desk=event.desk, external_id=event.requester_id) is not None:
+            return _Requester(None, event.requester_name, event.locale)
+        cached = session.execute(
+            select(RequesterCache).where(
+                RequesterCache.desk == event.desk,
+                RequesterCache.external_id == event.requester_id,
+            )
+        ).scalar_one_or_none()
+        if cached is not None and (cached.email or cached.fetched_at > now - NEGATIVE_CACHE):
+            return _Requester(cached.email, cached.name, cached.locale)
+    try:
+        found = st.client(event.desk).get_requester(event.requester_id)
+    except HelpdeskAPIError as err:
+        # The desk is unreachable: decide with what the event has; an unknown requester is
+        # handled as such (tagged, nothing charged) rather than the event being held up.
+        log.warning("desk %s: requester %s lookup failed: %s", event.desk, event.requester_id, err)
+        return _Requester(None, event.requester_name, event.locale)
+    with st.database.transaction() as session:
+        cached = session.execute(
+            select(RequesterCache).where(
+                RequesterCache.desk == event.desk,
+                RequesterCache.external_id == event.requester_id,
+            )
+        ).scalar_one_or_none()
+        if cached is None:
+            cached = RequesterCache(desk=event.desk, external_id=event.requester_id, fetched_at=now)
+            session.add(cached)
+        cached.email = found.email if found else None
+        cached.name = found.name if found else None
+        cached.locale = found.locale if found else None
+        cached.fetched_at = now
+    if found is None:
+        return _Requester(None, event.requester_name, event.locale)
+    return _Requester(found.email, found.name, found.locale or event.locale)
+
+
+def _lock_event(session: Session, event_id: int) -> Event | None:
+    stmt = select(Event).where(Event.id == event_id, Event.status == "pending")
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _apply(st: ConnectorState, session: Session, event_id: int, who: _Requester) -> Processed:
+    row = _lock_event(session, event_id)
+    if row is None:
+        return Processed(event_id, "skipped")  # another worker has it, or it is done
+    event = event_from_json(row.payload)
+    now = st.clock()
+    desk = st.settings.desks[event.desk]
+    policy = st.settings.policy
+    if st.adapter(event.desk).is_own_event(event):
+        row.status, row.processed_at = "ignored", now
+        return Processed(event_id, "ignored")
+
+    ticket = session.execute(
+        select(Ticket).where(Ticket.desk == event.desk, Ticket.external_id == event.ticket_id)
+    ).scalar_one_or_none()
+    customer_id = ticket.customer_id if ticket is not None else None
+    if ticket is None:
+        customer_id = find_customer(
+            session, desk=event.desk, external_id=event.requester_id, email=who.email
+        )
+    balance = 0
+    if customer_id is not None:
+        balance = _lock_customer(session, customer_id)
+    customer = load_customer(session, customer_id) if customer_id is not None else None
+    created_at = ticket.created_at if ticket is not None else event.created_at(now)
+    period = coverage.quota_period(created_at, policy.calendar.zone)
+    facts = Facts(
+        customer=customer,
+        balance=balance,
+        modifications_used=_quota_used(session, customer_id, period, ticket),
+        modifications_allowance=_allowance(session, customer_id, period),
+        recent_tickets=_recent_tickets(session, customer_id, event, created_at, policy),
+    )
+    if event.locale is None and who.locale:
+        event = _with_locale(event, who.locale)
+    decision = decide(
+        event, facts, policy, now, state=_state_of(ticket, session), observe=desk.observe
+    )
+
+    if ticket is None:
+        ticket = Ticket(
+            desk=event.desk,
+            external_id=event.ticket_id,
+            customer_id=customer_id,
+            requester_email=(who.email or event.requester_email or None),
+            subject=event.subject,
+            locale=decision.language,
+            created_at=decision.created_at,
+            approval_state=ApprovalState.NOT_APPLICABLE.value,
+        )
+        session.add(ticket)
+        session.flush()
+    _record_status(session, ticket, event, now)
+    _record_first_reply(ticket, event, now)
+
+    if decision.changed:
+        _store_decision(session, ticket, decision, customer_id, period)
+        if decision.charge:
+            assert customer_id is not None
+            ledger.charge(
+                session,
+                customer_id=customer_id,
+                credits=decision.charge,
+                key=f"charge:{event.desk}:{event.ticket_id}:{event_id}",
+                actor="connector",
+                source=ledger.Source.WEBHOOK,
+                reason=f"{decision.category} ({decision.plan})",
+                ticket=f"{event.desk}:{event.ticket_id}",
+                at=now,
+            )
+            ticket.credits_charged += decision.charge
+        _queue_writebacks(st, session, row, ticket, event, decision, now)
+    summary = _summary(decision, balance)
+    row.status, row.processed_at, row.decision, row.error = "done", now, summary, None
+    return Processed(event_id, "done", summary)
+
+
+def _lock_customer(session: Session, customer_id: int) -> int:
+    stmt = select(Customer.balance).where(Customer.id == customer_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return int(session.execute(stmt).scalar_one())
+
+
+def _quota_used(
+    session: Session, customer_id: int | None, period: str, ticket: Ticket | None
+) -> int:
+    if customer_id is None:
+        return 0
+    stmt = select(func.count()).where(
+        QuotaUsage.customer_id == customer_id,
+        QuotaUsage.period == period,
+        QuotaUsage.kind == QUOTA_KIND,
+    )
+    if ticket is not None:
+        stmt = stmt.where(QuotaUsage.ticket_id != ticket.id)
+    return int(session.execute(stmt).scalar_one())
+
+
+def _allowance(session: Session, customer_id: int | None, period: str) -> int | None:
+    if customer_id is None:
+        return None
+    return session.execute(
+        select(QuotaAllowance.allowance).where(
+            QuotaAllowance.customer_id == customer_id,
+            QuotaAllowance.period == period,
+            QuotaAllowance.kind == QUOTA_KIND,
+        )
+    ).scalar_one_or_none()
+
+
+def _recent_tickets(
+    session: Session, customer_id: int | None, event: TicketEvent, created_at: datetime, policy: Any
+) -> tuple[str, ...]:
+    """The customer's other open tickets created within the queue window, oldest first."""
+    if customer_id is None:
+        return ()
+    window = timedelta(minutes=policy.queue_window_minutes)
+    rows = session.scalars(
+        select(Ticket.external_id)
+        .where(
+            Ticket.customer_id == customer_id,
+            Ticket.desk == event.desk,
+            Ticket.external_id != event.ticket_id,
+            Ticket.created_at >= created_at - window,
+            Ticket.created_at <= created_at,
+            Ticket.status.not_in([TicketStatus.SOLVED.value, TicketStatus.CLOSED.value]),
+        )
+        .order_by(Ticket.created_at, Ticket.id)
+    )
+    return tuple(rows)
+
+
+def _state_of(ticket: Ticket | None, session: Session) -> TicketState | None:
+    if ticket is None or ticket.plan is None:
+        return None
+    counts = session.execute(select(QuotaUsage.id).where(QuotaUsage.ticket_id == ticket.id)).first()
+    approval = ticket.approval_state
+    return TicketState(
+        plan=ticket.plan,
+        created_at=ticket.created_at,
+        category=ticket.category,
+        category_source=CategorySource(ticket.category_source or "none"),
+        credits_estimated=ticket.credits_estimated,
+        credits_charged=ticket.credits_charged,
+        approval_state=ApprovalState(approval)
+        if approval in ApprovalState.__members__.values()
+        else ApprovalState.NOT_APPLICABLE,
+        counts_quota=counts is not None,
+    )
+
+
+def _with_locale(event: TicketEvent, locale: str) -> TicketEvent:
+    return replace(event, locale=locale)
+
+
+def _record_status(session: Session, ticket: Ticket, event: TicketEvent, now: datetime) -> None:
+    if event.status is TicketStatus.UNKNOWN or event.status.value == ticket.status:
+        return
+    ticket.status = event.status.value
+    session.add(
+        TicketStatusHistory(
+            ticket_id=ticket.id, status=event.status.value, at=event.occurred_at or now
+        )
+    )
+
+
+def _record_first_reply(ticket: Ticket, event: TicketEvent, now: datetime) -> None:
+    """The first public reply by an agent (not the requester) stops the first-reply clock."""
+    comment = event.comment
+    if (
+        ticket.first_agent_reply_at is None
+        and event.type is EventType.COMMENT_ADDED
+        and comment is not None
+        and comment.public
+        and not comment.by_requester
+        and (comment.author_id is None or comment.author_id != event.requester_id)
+    ):
+        ticket.first_agent_reply_at = event.occurred_at or now
+
+
+def _store_decision(
+    session: Session, ticket: Ticket, decision: Decision, customer_id: int | None, period: str
+) -> None:
+    ticket.plan = decision.plan
+    ticket.category = decision.category
+    ticket.category_source = decision.category_source.value
+    ticket.credits_estimated = decision.credits
+    ticket.approval_state = decision.approval_state.value
+    ticket.approval_amount = decision.credits if decision.approval_required else None
+    if decision.first_reply_due is not None and ticket.first_reply_due is None:
+        ticket.first_reply_due = decision.first_reply_due
+    ticket.locale = decision.language
+    if customer_id is None:
+        return
+    used = session.execute(
+        select(QuotaUsage).where(QuotaUsage.ticket_id == ticket.id, QuotaUsage.kind == QUOTA_KIND)
+    ).scalar_one_or_none()
+    if decision.counts_quota and used is None:
+        session.add(
+            QuotaUsage(customer_id=customer_id, period=period, kind=QUOTA_KIND, ticket_id=ticket.id)
+        )
+    elif not decision.counts_quota and used is not None:
+        # Re-categorised away from a counted modification: the unit goes back.
+        session.execute(delete(QuotaUsage).where(QuotaUsage.id == used.id))
+
+
+def _queue_writebacks(
+    st: ConnectorState,
+    session: Session,
+    row: Event,
+    ticket: Ticket,
+    event: TicketEvent,
+    decision: Decision,
+    now: datetime,
+) -> None:
+    """The outbox actions of a decision, in the order they are sent."""
+    desk = st.settings.desks[event.desk]
+    pmap = desk.priority
+    observe = desk.observe
+    actions: list[tuple[str, dict[str, Any]]] = []
+    tags = list(decision.tags)
+    if not observe:
+        if pmap.kind == "field":
+            value = priorities.priority_update(event.priority, decision.priority, pmap)
+            if value is not None:
+                actions.append(("priority", {"value": value}))
+        else:
+            tag = priorities.priority_update(
+                pmap.current_tag(event.tags or ()), decision.priority, pmap
+            )
+            if tag is not None:
+                tags.append(tag)
+        if tags:
+            actions.append(("tags", {"tags": tags}))
+    extra = {"approval_url": _approval_url(st, session, ticket, decision)}
+    for message in decision.messages:
+        if message.public and observe:
+            continue
+        text = render(message, decision.language, extra)
+        actions.append(
+            ("reply" if message.public else "note", {"body": text, "kind": message.kind})
+        )
+    for n, (kind, payload) in enumerate(actions):
+        marker = f"{row.id}.{n}"  # event ids are unique, so markers are too
+        if kind in ("note", "reply"):
+            payload = {**payload, "body": f"{payload['body']}\n\n{marker_tag(marker)}"}
+        session.add(
+            OutboxAction(
+                desk=event.desk,
+                ticket_id=event.ticket_id,
+                ticket_key=row.ticket_key,
+                event_id=row.id,
+                kind=kind,
+                payload=payload,
+                marker=marker,
+                next_attempt_at=now,
+            )
+        )
+
+
+def _approval_url(
+    st: ConnectorState, session: Session, ticket: Ticket, decision: Decision
+) -> str | None:
+    if not decision.approval_required or decision.credits is None:
+        return None
+    from connector.approvals import approval_link
+
+    return approval_link(st, session, ticket, decision.credits)
+
+
+def _summary(decision: Decision, balance_before: int) -> dict[str, Any]:
+    return {
+        "changed": decision.changed,
+        "plan": decision.plan,
+        "category": decision.category,
+        "category_source": decision.category_source.value,
+        "confidence": round(decision.confidence, 3),
+        "credits": decision.credits,
+        "steps": decision.steps,
+        "charged": decision.charge,
+        "approval_required": decision.approval_required,
+        "approval_state": decision.approval_state.value,
+        "priority_level": decision.priority.value,
+        "tags": list(decision.tags),
+        "first_reply_due": decision.first_reply_due.isoformat()
+        if decision.first_reply_due
+        else None,
+        "language": decision.language,
+        "balance_before": balance_before,
+        "balance_after": decision.balance_after,
+        "unknown_customer": decision.unknown_customer,
+    }
+
+
+def _record_failure(st: ConnectorState, event_id: int, err: Exception) -> Processed:
+    with st.database.transaction() as session:
+        row = session.get(Event, event_id)
+        if row is None:
+            return Processed(event_id, "failed")
+        row.attempts += 1
+        row.error = f"{err.__class__.__name__}: {err}"[:2000]
+        if row.attempts >= MAX_EVENT_ATTEMPTS:
+            row.status = "failed"
+        return Processed(event_id, row.status if row.status == "failed" else "pending")
+
+
+__all__ = ["Processed", "process_event", "run_once"]
