@@ -10,6 +10,13 @@ from connector.commands.credits import credits_group
 from connector.commands.customers import customers_group
 from connector.commands.db import db_group
 from connector.commands.hours import hours_command
+from connector.commands.pipeline import (
+    replay_command,
+    run_command,
+    simulate_command,
+    webhooks_group,
+    worker_command,
+)
 from connector.commands.quote import quote_command
 
 
@@ -42,7 +49,16 @@ cli.add_command(hours_command)
 cli.add_command(credits_group)
 cli.add_command(customers_group)
 cli.add_command(db_group)
+cli.add_command(simulate_command)
+cli.add_command(replay_command)
+cli.add_command(webhooks_group)
+cli.add_command(worker_command)
+cli.add_command(run_command)  # replaces Flask's own: the embedded default runs the workers too
 
 
 def main() -> None:
     cli(prog_name="care-connector")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -219,3 +220,55 @@ def _insert_events(
         if new_id is not None:
             inserted.append(new_id)
     return inserted
+
+
+def replay(st: ConnectorState, delivery_id: int) -> IntakeResult:
+    """Take a stored delivery again (``care-connector replay``).
+
+    The signature is checked again, with the timestamp window anchored at the time the
+    delivery was first received, so only a delivery that was genuine can be replayed. Events
+    already taken are not duplicated; one that failed is set pending again.
+    """
+    with st.database.transaction(read_only=True) as session:
+        row = session.get(InboundDelivery, delivery_id)
+        if row is None:
+            return _error(404, f"No delivery {delivery_id}.")
+        desk_key, headers, body, received_at = (
+            row.desk,
+            dict(row.headers),
+            row.body,
+            row.received_at,
+        )
+    if st.desk(desk_key) is None:
+        return _error(
+            404, f"Delivery {delivery_id} came to desk {desk_key!r}, no longer configured."
+        )
+    adapter = st.adapter(desk_key)
+    try:
+        adapter.verify(headers, body, now=received_at)
+        key = adapter.delivery_key(headers, body)
+        events = [
+            e for e in adapter.parse(headers, body, delivery_key=key) if not adapter.is_own_event(e)
+        ]
+    except UnsupportedEventError as err:
+        return IntakeResult(
+            200, {"status": "ignored", "message": err.message}, delivery_id=delivery_id
+        )
+    except WebhookError as err:
+        return IntakeResult(
+            err.http_status,
+            error_body(err.http_status, err.message, err.errors),
+            delivery_id=delivery_id,
+        )
+    with st.database.transaction() as session:
+        inserted = _insert_events(session, desk_key, key, delivery_id, events, st.clock())
+        revived = 0
+        for i in range(len(events)):
+            existing = session.execute(
+                select(Event).where(Event.desk == desk_key, Event.delivery_key == event_key(key, i))
+            ).scalar_one()
+            if existing.status == "failed":
+                existing.status, existing.attempts, existing.error = "pending", 0, None
+                revived += 1
+    status = "accepted" if inserted or revived else "duplicate"
+    return IntakeResult(200, {"status": status}, delivery_id=delivery_id, events=tuple(inserted))
