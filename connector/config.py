@@ -567,6 +567,7 @@ class _ApprovalSchema(_Strict):
     link_ttl_days = _Int(required=True, minimum=1)
     reminder_business_days = _Int(required=True, minimum=1)
     buy_credits_url = _Url(blank=True, required=True)
+    refund_on_delete = fields.Boolean(required=True)
 
 
 # Every TagPolicy field, each optional (the dataclass holds the defaults).
@@ -1019,6 +1020,7 @@ def _build_policy(doc: dict[str, Any]) -> Policy:
             link_ttl_days=approval["link_ttl_days"],
             reminder_business_days=approval["reminder_business_days"],
             buy_credits_url=approval["buy_credits_url"],
+            refund_on_delete=approval["refund_on_delete"],
         ),
         tags=TagPolicy(**doc["tags"]),
         languages=tuple(section["languages"]),

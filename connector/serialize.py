@@ -49,6 +49,7 @@ def event_to_json(event: TicketEvent) -> dict[str, Any]:
         "fields": dict(event.fields),
         "locale": event.locale,
         "via_channel": event.via_channel,
+        "answer_amount": event.answer_amount,
     }
 
 
@@ -78,4 +79,5 @@ def event_from_json(data: dict[str, Any]) -> TicketEvent:
         fields=dict(data.get("fields") or {}),
         locale=data.get("locale"),
         via_channel=data.get("via_channel"),
+        answer_amount=data.get("answer_amount"),
     )

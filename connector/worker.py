@@ -213,24 +213,50 @@ def _apply(st: ConnectorState, session: Session, event_id: int, who: _Requester)
 
     if decision.changed:
         _store_decision(session, ticket, decision, customer_id, period)
-        if decision.charge:
-            assert customer_id is not None
-            ledger.charge(
-                session,
-                customer_id=customer_id,
-                credits=decision.charge,
-                key=f"charge:{event.desk}:{event.ticket_id}:{event_id}",
-                actor="connector",
-                source=ledger.Source.WEBHOOK,
-                reason=f"{decision.category} ({decision.plan})",
-                ticket=f"{event.desk}:{event.ticket_id}",
-                at=now,
-            )
-            ticket.credits_charged += decision.charge
+        _post_credits(session, ticket, event, decision, customer_id, event_id, now)
         _queue_writebacks(st, session, row, ticket, event, decision, now)
     summary = _summary(decision, balance)
     row.status, row.processed_at, row.decision, row.error = "done", now, summary, None
     return Processed(event_id, "done", summary)
+
+
+def _post_credits(
+    session: Session,
+    ticket: Ticket,
+    event: TicketEvent,
+    decision: Decision,
+    customer_id: int | None,
+    event_id: int,
+    now: datetime,
+) -> None:
+    """The decision's charge or refund, in the ledger with the ticket reference."""
+    if not (decision.charge or decision.refund):
+        return
+    assert customer_id is not None
+    common: dict[str, Any] = {
+        "customer_id": customer_id,
+        "actor": "connector",
+        "source": ledger.Source.WEBHOOK,
+        "ticket": f"{event.desk}:{event.ticket_id}",
+        "at": now,
+    }
+    if decision.charge:
+        ledger.charge(
+            session,
+            credits=decision.charge,
+            key=f"charge:{event.desk}:{event.ticket_id}:{event_id}",
+            reason=f"{decision.category} ({decision.plan})",
+            **common,
+        )
+    if decision.refund:
+        ledger.refund(
+            session,
+            credits=decision.refund,
+            key=f"refund:{event.desk}:{event.ticket_id}:{event_id}",
+            reason=f"refund on {decision.category} ({event.type.value})",
+            **common,
+        )
+    ticket.credits_charged += decision.charge - decision.refund
 
 
 def _lock_customer(session: Session, customer_id: int) -> int:
@@ -305,6 +331,7 @@ def _state_of(ticket: Ticket | None, session: Session) -> TicketState | None:
         if approval in ApprovalState.__members__.values()
         else ApprovalState.NOT_APPLICABLE,
         counts_quota=counts is not None,
+        approval_amount=ticket.approval_amount,
     )
 
 
@@ -345,7 +372,7 @@ def _store_decision(
     ticket.category_source = decision.category_source.value
     ticket.credits_estimated = decision.credits
     ticket.approval_state = decision.approval_state.value
-    ticket.approval_amount = decision.credits if decision.approval_required else None
+    ticket.approval_amount = decision.approval_amount
     if decision.first_reply_due is not None and ticket.first_reply_due is None:
         ticket.first_reply_due = decision.first_reply_due
     ticket.locale = decision.language
@@ -391,6 +418,8 @@ def _queue_writebacks(
                 tags.append(tag)
         if tags:
             actions.append(("tags", {"tags": tags}))
+        if decision.tags_remove:
+            actions.append(("remove_tags", {"tags": list(decision.tags_remove)}))
     extra = {"approval_url": _approval_url(st, session, ticket, decision)}
     for message in decision.messages:
         if message.public and observe:
@@ -420,11 +449,11 @@ def _queue_writebacks(
 def _approval_url(
     st: ConnectorState, session: Session, ticket: Ticket, decision: Decision
 ) -> str | None:
-    if not decision.approval_required or decision.credits is None:
+    if decision.approval_amount is None:
         return None
     from connector.approvals import approval_link
 
-    return approval_link(st, session, ticket, decision.credits)
+    return approval_link(st, session, ticket, decision.approval_amount)
 
 
 def _summary(decision: Decision, balance_before: int) -> dict[str, Any]:
@@ -437,6 +466,7 @@ def _summary(decision: Decision, balance_before: int) -> dict[str, Any]:
         "credits": decision.credits,
         "steps": decision.steps,
         "charged": decision.charge,
+        "refunded": decision.refund,
         "approval_required": decision.approval_required,
         "approval_state": decision.approval_state.value,
         "priority_level": decision.priority.value,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rules import business_hours, coverage, credits, detection, entitlements, priorities
+from rules.approval import Answer, read_reply
 from rules.events import EventType, PriorityLevel, TicketEvent
 from rules.messages import Message, Param, language
 from rules.model import Facts
@@ -60,6 +61,8 @@ class TicketState:
     credits_charged: int = 0
     approval_state: ApprovalState = ApprovalState.NOT_APPLICABLE
     counts_quota: bool = False
+    #: The amount the pending approval is for (the estimate, or a re-categorisation's extra).
+    approval_amount: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,12 @@ class Decision:
     created_at: datetime
     balance_after: int
     unknown_customer: bool = False
+    #: Credits to give back now (a refund, or a re-categorisation to a cheaper category).
+    refund: int = 0
+    tags_remove: tuple[str, ...] = ()
+    approval_amount: int | None = None
+    #: Credits charged on the ticket once this decision is carried out.
+    charged_total: int = 0
 
     @property
     def state(self) -> TicketState:
@@ -101,9 +110,10 @@ class Decision:
             category=self.category,
             category_source=self.category_source,
             credits_estimated=self.credits,
-            credits_charged=self.charge,
+            credits_charged=self.charged_total,
             approval_state=self.approval_state,
             counts_quota=self.counts_quota,
+            approval_amount=self.approval_amount,
         )
 
 
@@ -222,8 +232,12 @@ def decide(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    if state is not None and not _reconsider(event, state, policy):
-        return _unchanged(state, facts, policy)
+    if state is not None:
+        followup = _followup(event, facts, policy, state, observe)
+        if followup is not None:
+            return followup
+        if not _reconsider(event, state, policy):
+            return _unchanged(state, facts, policy)
 
     zone = policy.calendar.zone
     customer = facts.customer
@@ -380,6 +394,9 @@ def decide(
         created_at, plan.first_reply_hours * 3600, policy.calendar
     )
     note.add("first_reply_due", due=due.isoformat(" ", "minutes"), hours=plan.first_reply_hours)
+    parent = event.fields.get(policy.tags.split_field)
+    if parent and state is None:
+        note.add("split", parent=str(parent))
     if facts.recent_tickets:
         position, total = priorities.queue_position(event.ticket_id, facts.recent_tickets)
         if total > 1:
@@ -406,6 +423,10 @@ def decide(
         created_at=created_at,
         balance_after=balance - charge,
         unknown_customer=customer is None,
+        approval_amount=estimate.credits
+        if approval in (ApprovalState.PENDING, ApprovalState.INSUFFICIENT)
+        else None,
+        charged_total=charge,
     )
 
 
@@ -442,8 +463,8 @@ def _reconsider(event: TicketEvent, state: TicketState, policy: Policy) -> bool:
     Before anything is charged, an engineer's category or price re-estimates the ticket.
     Changes after a charge (refunds, extra approvals) are handled by the approval flow.
     """
-    if state.credits_charged > 0:
-        return False
+    if state.credits_charged > 0 or state.approval_state is ApprovalState.APPROVED:
+        return False  # after a charge, changes go through _followup
     if event.type not in (
         EventType.TAGS_CHANGED,
         EventType.FIELDS_CHANGED,
@@ -487,4 +508,300 @@ def _unchanged(state: TicketState, facts: Facts, policy: Policy) -> Decision:
         messages=(),
         created_at=state.created_at,
         balance_after=facts.balance,
+        approval_amount=state.approval_amount,
+        charged_total=state.credits_charged,
+    )
+
+
+# --- after the first decision: answers, re-categorisation after a charge, refunds -----------
+
+
+def _followup(
+    event: TicketEvent, facts: Facts, policy: Policy, state: TicketState, observe: bool
+) -> Decision | None:
+    """A later event that answers the estimate, refunds, or re-prices a charged ticket.
+
+    ``None`` when the event is none of these (the caller then re-estimates or does nothing).
+    """
+    tags = set(event.tags or ())
+    lang = language(
+        event.locale,
+        facts.customer.locale if facts.customer else None,
+        supported=policy.languages,
+        default=policy.default_language,
+    )
+    charged = state.credits_charged
+    if charged > 0 and not observe:
+        if event.type is EventType.TICKET_DELETED and policy.approval.refund_on_delete:
+            return _refund(event, facts, policy, state, lang, charged, "deleted or spam")
+        if policy.tags.refund in tags:
+            return _refund(event, facts, policy, state, lang, charged, policy.tags.refund)
+    waiting = state.approval_state in (ApprovalState.PENDING, ApprovalState.INSUFFICIENT)
+    if waiting and state.approval_amount is not None and not observe:
+        answer, via, line = _answer(event, policy, tags)
+        if answer is Answer.APPROVE and event.answer_amount not in (None, state.approval_amount):
+            note = _Note()
+            note.add("stale_answer", amount=event.answer_amount, pending=state.approval_amount)
+            return _followup_decision(state, facts, policy, lang, note, messages=())
+        if answer is Answer.APPROVE:
+            return _approve(event, facts, policy, state, lang, via)
+        if answer is Answer.DECLINE:
+            note = _Note()
+            note.add("declined", via=via)
+            return _followup_decision(
+                state,
+                facts,
+                policy,
+                lang,
+                note,
+                approval=ApprovalState.DECLINED,
+                tags=(policy.tags.declined,),
+                tags_remove=(policy.tags.awaiting_approval, policy.tags.insufficient_balance),
+                approval_amount=None,
+            )
+        if line is not None:
+            note = _Note()
+            note.add("reply_noted", line=line[:200])
+            return _followup_decision(state, facts, policy, lang, note)
+    if charged > 0 and not observe:
+        return _reprice(event, facts, policy, state, lang)
+    return None
+
+
+def _answer(event: TicketEvent, policy: Policy, tags: set[str]) -> tuple[Answer, str, str | None]:
+    """(answer, how it was given, the reply's first line when a reply said neither)."""
+    if event.type is EventType.APPROVED:
+        return Answer.APPROVE, "approval page", None
+    if event.type is EventType.DECLINED:
+        return Answer.DECLINE, "approval page", None
+    if policy.tags.approved in tags:
+        return Answer.APPROVE, f"tag {policy.tags.approved}", None
+    if policy.tags.declined in tags:
+        return Answer.DECLINE, f"tag {policy.tags.declined}", None
+    comment = event.comment
+    if event.type is EventType.COMMENT_ADDED and comment is not None and comment.public:
+        by_requester = comment.by_requester or (
+            comment.author_id is not None and comment.author_id == event.requester_id
+        )
+        if by_requester:
+            reading = read_reply(comment.body, policy.approval)
+            return reading.answer, "reply", reading.line if reading.answer is Answer.NONE else None
+    return Answer.NONE, "", None
+
+
+def _approve(
+    event: TicketEvent, facts: Facts, policy: Policy, state: TicketState, lang: str, via: str
+) -> Decision:
+    amount = state.approval_amount
+    assert amount is not None
+    note = _Note()
+    note.add("approved", via=via)
+    params = _answer_params(event, facts, policy, state, amount, lang)
+    missing = credits.shortfall(facts.balance, amount)
+    if missing > 0:
+        note.add("insufficient", balance=facts.balance, shortfall=missing)
+        return _followup_decision(
+            state,
+            facts,
+            policy,
+            lang,
+            note,
+            approval=ApprovalState.INSUFFICIENT,
+            tags=(policy.tags.insufficient_balance,),
+            messages=(Message("insufficient_balance", True, params),),
+        )
+    after = credits.balance_after(facts.balance, amount)
+    note.add("charged", credits=amount)
+    note.add("balance", balance=facts.balance, balance_after=after)
+    params["balance_after"] = after
+    return _followup_decision(
+        state,
+        facts,
+        policy,
+        lang,
+        note,
+        approval=ApprovalState.APPROVED,
+        charge=amount,
+        tags=(policy.tags.approved, policy.tags.charged),
+        tags_remove=(policy.tags.awaiting_approval, policy.tags.insufficient_balance),
+        messages=(Message("charged", True, params),),
+        approval_amount=None,
+    )
+
+
+def _refund(
+    event: TicketEvent,
+    facts: Facts,
+    policy: Policy,
+    state: TicketState,
+    lang: str,
+    amount: int,
+    reason: str,
+) -> Decision:
+    note = _Note()
+    note.add("refunded", credits=amount, reason=reason)
+    params = _answer_params(event, facts, policy, state, amount, lang)
+    params.update(reason=reason, balance_after=facts.balance + amount)
+    public = (
+        (Message("refunded", True, params),)
+        if facts.customer is not None and event.type is not EventType.TICKET_DELETED
+        else ()
+    )
+    return _followup_decision(
+        state,
+        facts,
+        policy,
+        lang,
+        note,
+        refund=amount,
+        tags_remove=(policy.tags.charged,),
+        messages=public,
+    )
+
+
+def _reprice(
+    event: TicketEvent, facts: Facts, policy: Policy, state: TicketState, lang: str
+) -> Decision | None:
+    """An engineer's new category or price on a charged ticket: refund or ask for more."""
+    chosen = detection.engineer_category(
+        event.tags or (),
+        event.fields,
+        categories=policy.categories.keys(),
+        tag_prefix=policy.tags.category_prefix,
+        category_field=policy.tags.category_field,
+        price_field=policy.tags.price_field,
+    )
+    if chosen is None:
+        return None
+    cat = _Category(chosen.category, CategorySource.ENGINEER, 1.0, (), chosen.credits, None)
+    estimate = _estimate(event, cat, policy)
+    if estimate.credits is None or (
+        chosen.category == state.category and estimate.credits == state.credits_estimated
+    ):
+        return None
+    plan = policy.plans[state.plan]
+    covered = chosen.category in plan.covers
+    new_price = 0 if covered else estimate.credits
+    delta = credits.difference(state.credits_charged, new_price)
+    note = _Note()
+    note.add(
+        "recategorised",
+        old=state.category or "?",
+        old_credits=state.credits_charged,
+        new=chosen.category,
+        new_credits=new_price,
+    )
+    moved = replace_state(state, category=chosen.category, estimate=estimate.credits)
+    if delta < 0:
+        return _refund_difference(event, facts, policy, moved, lang, note, -delta)
+    if delta == 0:
+        return _followup_decision(moved, facts, policy, lang, note)
+    note.add("extra_approval", credits=delta)
+    params = _answer_params(event, facts, policy, moved, delta, lang)
+    explanation = estimate.explanation_ru if lang == "ru" else estimate.explanation_en
+    params["explanation"] = explanation
+    return _followup_decision(
+        moved,
+        facts,
+        policy,
+        lang,
+        note,
+        approval=ApprovalState.PENDING,
+        tags=(policy.tags.awaiting_approval,),
+        tags_remove=(policy.tags.approved,),
+        messages=(Message("approval_request", True, params),),
+        approval_amount=delta,
+    )
+
+
+def _refund_difference(
+    event: TicketEvent,
+    facts: Facts,
+    policy: Policy,
+    state: TicketState,
+    lang: str,
+    note: _Note,
+    amount: int,
+) -> Decision:
+    note.add("refunded", credits=amount, reason="re-categorised")
+    params = _answer_params(event, facts, policy, state, amount, lang)
+    params.update(reason="re-categorised", balance_after=facts.balance + amount)
+    return _followup_decision(
+        state,
+        facts,
+        policy,
+        lang,
+        note,
+        refund=amount,
+        messages=(Message("refunded", True, params),),
+    )
+
+
+def replace_state(state: TicketState, *, category: str, estimate: int) -> TicketState:
+    """``state`` with a new category (set by an engineer) and estimate."""
+    return TicketState(
+        plan=state.plan,
+        created_at=state.created_at,
+        category=category,
+        category_source=CategorySource.ENGINEER,
+        credits_estimated=estimate,
+        credits_charged=state.credits_charged,
+        approval_state=state.approval_state,
+        counts_quota=state.counts_quota,
+        approval_amount=state.approval_amount,
+    )
+
+
+def _answer_params(
+    event: TicketEvent, facts: Facts, policy: Policy, state: TicketState, amount: int, lang: str
+) -> dict[str, Param]:
+    category = state.category or policy.free_category
+    return _reply_params(event, facts, policy, category, amount, "", lang)
+
+
+_KEEP = object()
+
+
+def _followup_decision(
+    state: TicketState,
+    facts: Facts,
+    policy: Policy,
+    lang: str,
+    note: _Note,
+    *,
+    approval: ApprovalState | None = None,
+    charge: int = 0,
+    refund: int = 0,
+    tags: tuple[str, ...] = (),
+    tags_remove: tuple[str, ...] = (),
+    messages: tuple[Message, ...] = (),
+    approval_amount: int | None | object = _KEEP,
+) -> Decision:
+    amount = state.approval_amount if approval_amount is _KEEP else approval_amount
+    assert amount is None or isinstance(amount, int)
+    approval_state = approval or state.approval_state
+    return Decision(
+        changed=True,
+        plan=state.plan,
+        category=state.category,
+        category_source=state.category_source,
+        confidence=1.0,
+        evidence=(),
+        credits=state.credits_estimated,
+        steps=None,
+        charge=charge,
+        approval_required=approval_state is ApprovalState.PENDING,
+        approval_state=approval_state,
+        priority=priorities.level_for(state.plan, policy),
+        tags=tags,
+        first_reply_due=None,
+        counts_quota=state.counts_quota,
+        language=lang,
+        messages=(note.message(), *messages),
+        created_at=state.created_at,
+        balance_after=facts.balance - charge + refund,
+        refund=refund,
+        tags_remove=tags_remove,
+        approval_amount=amount,
+        charged_total=state.credits_charged + charge - refund,
     )

@@ -19,6 +19,9 @@ class EventType(enum.StrEnum):
     FIELDS_CHANGED = "ticket.fields_changed"
     TICKET_UPDATED = "ticket.updated"
     TICKET_DELETED = "ticket.deleted"
+    #: The customer's answer on the signed approval page (``answer_amount`` names the amount).
+    APPROVED = "approval.approved"
+    DECLINED = "approval.declined"
     UNKNOWN = "unknown"
 
 
@@ -94,6 +97,7 @@ class TicketEvent:
     fields: Mapping[str, str] = field(default_factory=dict)
     locale: str | None = None
     via_channel: str | None = None
+    answer_amount: int | None = None
     raw: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def created_at(self, received_at: datetime) -> datetime:

@@ -73,6 +73,32 @@ REPLIES: Mapping[str, Mapping[str, str]] = {
             "Продлите подписку на обновления и сообщите нам в этом тикете."
         ),
     },
+    "refunded": {
+        "en": (
+            "Hello {name},\n\n"
+            "We have refunded {credits} credits for this request ({reason}). "
+            "Your balance is now {balance_after} credits."
+        ),
+        "ru": (
+            "Здравствуйте, {name}!\n\n"
+            "Мы вернули {credits} кредитов за этот запрос ({reason}). "
+            "Ваш баланс: {balance_after} кредитов."
+        ),
+    },
+    "approval_reminder": {
+        "en": (
+            "Hello {name},\n\n"
+            "A reminder: we are waiting for your agreement to the estimate of {credits} credits "
+            "for this request ({category_title}) before we start. Your balance is {balance} "
+            'credits. To agree, open {approval_url} or reply "I agree".'
+        ),
+        "ru": (
+            "Здравствуйте, {name}!\n\n"
+            "Напоминаем: мы ждём вашего согласия с оценкой {credits} кредитов за этот запрос "
+            "({category_title}), чтобы начать работу. Ваш баланс: {balance} кредитов. Чтобы "
+            "согласиться, откройте {approval_url} или ответьте «Согласен»."
+        ),
+    },
     "charged": {
         "en": (
             "Hello {name},\n\n"
@@ -182,6 +208,42 @@ NOTE_LINES: Mapping[str, Mapping[str, str]] = {
     "first_reply_due": {
         "en": "First reply due: {due} ({hours} business hours)",
         "ru": "Первый ответ до: {due} ({hours} рабочих часов)",
+    },
+    "approved": {
+        "en": "Approval: the customer agreed ({via}).",
+        "ru": "Согласование: клиент согласился ({via}).",
+    },
+    "declined": {
+        "en": "Approval: the customer declined ({via}); nothing charged.",
+        "ru": "Согласование: клиент отказался ({via}); ничего не списано.",
+    },
+    "reply_noted": {
+        "en": "A reply from the customer was not read as an answer to the estimate: «{line}». "
+        "Nothing changed; set care_approved or care_declined if it was one.",
+        "ru": "Ответ клиента не распознан как ответ на оценку: «{line}». Ничего не изменилось; "
+        "поставьте care_approved или care_declined, если это был ответ.",
+    },
+    "stale_answer": {
+        "en": "An answer for {amount} credits came in, but {pending} are pending now: ignored.",
+        "ru": "Пришёл ответ на {amount} кредитов, но сейчас ожидается {pending}: не учтён.",
+    },
+    "refunded": {
+        "en": "Refunded: {credits} credits ({reason}).",
+        "ru": "Возвращено: {credits} кредитов ({reason}).",
+    },
+    "recategorised": {
+        "en": "Re-categorised after the charge: {old} ({old_credits} credits) → {new} "
+        "({new_credits} credits).",
+        "ru": "Категория изменена после списания: {old} ({old_credits} кредитов) → {new} "
+        "({new_credits} кредитов).",
+    },
+    "extra_approval": {
+        "en": "Approval: the difference of {credits} credits was requested from the customer.",
+        "ru": "Согласование: у клиента запрошена разница в {credits} кредитов.",
+    },
+    "split": {
+        "en": "Split from ticket {parent}: estimated and charged on its own.",
+        "ru": "Выделен из тикета {parent}: оценивается и оплачивается отдельно.",
     },
     "observe": {
         "en": "Observe mode: nothing charged and no public reply sent.",

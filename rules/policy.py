@@ -134,6 +134,7 @@ class ApprovalPolicy:
     link_ttl_days: int = 14
     reminder_business_days: int = 2
     buy_credits_url: str = ""
+    refund_on_delete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,8 @@ class TagPolicy:
     preapproved: str = "care_preapproved"
     needs_category: str = "care_needs_category"
     needs_estimate: str = "care_needs_estimate"
+    #: The field naming the parent ticket of a ticket split off by an engineer.
+    split_field: str = "care_split_from"
     no_upgrade_subscription: str = "care_no_upgrade_subscription"
     insufficient_balance: str = "care_insufficient_balance"
     charged: str = "care_charged"

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from rules.decide import ApprovalState, CategorySource, Decision, TicketState, decide
-from rules.events import EventType, PriorityLevel, TicketEvent
+from rules.events import Comment, EventType, PriorityLevel, TicketEvent
 from rules.messages import render
 from rules.model import Customer, Facts, License, LicenseKind, Subscription
 from rules.policy import Policy
@@ -315,3 +315,132 @@ def test_state_keeps_the_plan_even_if_entitlements_changed(policy: Policy) -> No
 def test_naive_now_is_refused(policy: Policy) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         decide(event(*QUESTION), Facts(customer=VIP), policy, datetime(2026, 1, 1))
+
+
+# --- answers, re-categorisation after a charge, refunds ------------------------------------
+
+
+def pending_upgrade(policy: Policy, balance: int = 120) -> Decision:
+    return run(policy, CREDITS, event(*UPGRADE), balance=balance)
+
+
+def later(kind: EventType, **kw: object) -> TicketEvent:
+    return event("", type=kind, **kw)
+
+
+def reply(body: str, *, author: str = "u-1") -> TicketEvent:
+    return later(EventType.COMMENT_ADDED, comment=Comment(body, True, author))
+
+
+def follow(policy: Policy, d: Decision, ev: TicketEvent, balance: int) -> Decision:
+    return decide(ev, Facts(customer=CREDITS, balance=balance), policy, NOW, state=d.state)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        reply("I agree"),
+        reply("Согласен"),
+        later(EventType.TAGS_CHANGED, tags=("care_approved",)),
+        later(EventType.APPROVED, answer_amount=50),
+    ],
+)
+def test_agreement_charges_the_estimate(policy: Policy, answer: TicketEvent) -> None:
+    first = pending_upgrade(policy)
+    d = follow(policy, first, answer, 120)
+    assert d.charge == 50 and d.balance_after == 70
+    assert d.approval_state is ApprovalState.APPROVED and not d.approval_required
+    assert "care_approved" in d.tags and "care_awaiting_approval" in d.tags_remove
+    note, confirmation = texts(d)
+    assert "Charged: 50 credits" in note
+    assert "50 credits have been charged" in confirmation and "70 credits" in confirmation
+    # Agreeing again changes nothing: charged once.
+    again = follow(policy, d, answer, 70)
+    assert again.charge == 0 and again.approval_state is ApprovalState.APPROVED
+
+
+def test_a_reply_by_someone_else_is_not_agreement(policy: Policy) -> None:
+    d = follow(policy, pending_upgrade(policy), reply("I agree", author="agent-7"), 120)
+    assert d.charge == 0 and d.approval_state is ApprovalState.PENDING
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [reply("No, thanks"), later(EventType.TAGS_CHANGED, tags=("care_declined",))],
+)
+def test_decline_charges_nothing(policy: Policy, answer: TicketEvent) -> None:
+    d = follow(policy, pending_upgrade(policy), answer, 120)
+    assert d.charge == 0 and d.approval_state is ApprovalState.DECLINED
+    assert "care_declined" in d.tags and "care_awaiting_approval" in d.tags_remove
+    assert [m.public for m in d.messages] == [False]
+
+
+def test_any_other_reply_is_noted_for_the_engineer(policy: Policy) -> None:
+    d = follow(policy, pending_upgrade(policy), reply("How long will it take?"), 120)
+    assert d.charge == 0 and d.approval_state is ApprovalState.PENDING
+    assert "How long will it take?" in texts(d)[0]
+
+
+def test_agreement_with_too_little_balance_then_after_a_top_up(policy: Policy) -> None:
+    first = pending_upgrade(policy, balance=30)
+    short = follow(policy, first, reply("I agree"), 30)
+    assert short.charge == 0 and short.approval_state is ApprovalState.INSUFFICIENT
+    assert "20 more are needed" in texts(short)[1]
+    topped_up = follow(policy, short, reply("Yes, I bought credits"), 130)
+    assert topped_up.charge == 50 and topped_up.balance_after == 80
+
+
+def test_a_page_answer_for_an_old_amount_is_ignored(policy: Policy) -> None:
+    d = follow(policy, pending_upgrade(policy), later(EventType.APPROVED, answer_amount=20), 120)
+    assert d.charge == 0 and "20 credits came in, but 50 are pending" in texts(d)[0]
+
+
+def charged_upgrade(policy: Policy) -> Decision:
+    return follow(policy, pending_upgrade(policy), reply("I agree"), 120)
+
+
+def test_recategorised_cheaper_after_the_charge_refunds_the_difference(policy: Policy) -> None:
+    charged = charged_upgrade(policy)
+    ev = later(EventType.TAGS_CHANGED, tags=("care_approved", "care_category_configuration"))
+    d = follow(policy, charged, ev, 70)
+    assert d.refund == 40 and d.charge == 0 and d.balance_after == 110
+    assert d.category == "configuration" and d.state.credits_charged == 10
+    note, message = texts(d)
+    assert "upgrade (50 credits) → configuration (10 credits)" in note
+    assert "refunded 40 credits" in message and "110 credits" in message
+
+
+def test_recategorised_dearer_after_the_charge_asks_for_the_difference(policy: Policy) -> None:
+    charged = charged_upgrade(policy)
+    ev = later(
+        EventType.FIELDS_CHANGED,
+        tags=("care_approved",),
+        fields={"care_category": "modification", "care_price": "80"},
+    )
+    d = follow(policy, charged, ev, 70)
+    assert d.charge == 0 and d.approval_required and d.approval_amount == 30
+    assert "care_awaiting_approval" in d.tags
+    assert "30 credits" in texts(d)[1]
+    # The customer agrees to the difference: 30 more are charged.
+    paid = follow(policy, d, reply("ok"), 70)
+    assert paid.charge == 30 and paid.state.credits_charged == 80
+
+
+@pytest.mark.parametrize(
+    "ev",
+    [
+        later(EventType.TAGS_CHANGED, tags=("care_approved", "care_refund")),
+        later(EventType.TICKET_DELETED),
+    ],
+)
+def test_refund_tag_and_deleted_ticket_refund_in_full(policy: Policy, ev: TicketEvent) -> None:
+    d = follow(policy, charged_upgrade(policy), ev, 70)
+    assert d.refund == 50 and d.balance_after == 120 and d.state.credits_charged == 0
+    assert "Refunded: 50 credits" in texts(d)[0]
+    # Refunded once: the tag staying on the ticket refunds nothing more.
+    assert follow(policy, d, ev, 120).refund == 0
+
+
+def test_split_ticket_is_estimated_on_its_own(policy: Policy) -> None:
+    d = run(policy, CREDITS, event(*QUESTION, fields={"care_split_from": "5150"}), balance=50)
+    assert d.charge == 5 and "Split from ticket 5150" in texts(d)[0]

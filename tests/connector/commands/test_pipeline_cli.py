@@ -269,11 +269,12 @@ def test_run_serves_webhooks_and_processes_them_in_its_own_threads(tmp_path: Pat
     )
     env = {**os.environ, "CARE_CONFIG": str(config), "CARE_RUN_TEST_SECRET": "s"}
     env.pop("CARE_DATABASE_URL", None)
+    log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "connector.cli", "run", "--port", str(port)],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
@@ -285,7 +286,7 @@ def test_run_serves_webhooks_and_processes_them_in_its_own_threads(tmp_path: Pat
             except requests.ConnectionError:
                 time.sleep(0.1)
         else:
-            pytest.fail("the server did not start")
+            pytest.fail(f"the server did not start: {(tmp_path / 'server.log').read_text()}")
         body = payload(tmp_path, "live").read_bytes()
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         answer = requests.post(
@@ -316,3 +317,4 @@ def test_run_serves_webhooks_and_processes_them_in_its_own_threads(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=10)
+        log.close()
