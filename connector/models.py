@@ -196,6 +196,9 @@ class Ticket(Base):
     # none | pending | approved | declined | insufficient | ... (the workflow's states).
     approval_state: Mapped[str] = mapped_column(default="none", server_default="none")
     approval_amount: Mapped[int | None] = mapped_column(Integer)
+    # When the pending approval was asked for, and when it was last reminded (once).
+    approval_requested_at: Mapped[datetime | None]
+    approval_reminded_at: Mapped[datetime | None]
     first_reply_due: Mapped[datetime | None]
     first_agent_reply_at: Mapped[datetime | None]
     status: Mapped[str | None]

@@ -213,6 +213,8 @@ def _apply(st: ConnectorState, session: Session, event_id: int, who: _Requester)
 
     if decision.changed:
         _store_decision(session, ticket, decision, customer_id, period)
+        if any(m.kind == "approval_request" for m in decision.messages):
+            ticket.approval_requested_at, ticket.approval_reminded_at = now, None
         _post_credits(session, ticket, event, decision, customer_id, event_id, now)
         _queue_writebacks(st, session, row, ticket, event, decision, now)
     summary = _summary(decision, balance)

@@ -645,3 +645,91 @@ def test_worker_killed_before_commit_processes_exactly_once(
     with st.database.transaction(read_only=True) as session:
         assert session.scalar(select(Event.status)) == "done"
         assert session.scalar(select(func.count()).select_from(OutboxAction)) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Approvals through the desk: a reply, an engineer's tag; reminders
+
+
+def comment(
+    ticket_id: str, email: str, body: str, *, tags: str, author: str = "5005"
+) -> dict[str, Any]:
+    payload = trigger(ticket_id, email, event="comment", tags=tags, actor=author)
+    payload["comment"] = {"body": body, "public": "true", "author_id": author}
+    return payload
+
+
+def upgrade_pending(st: ConnectorState, post: Post, ticket_id: str) -> None:
+    body = trigger(
+        ticket_id, "credits@shop.example", subject="Upgrade", description="from 4.3.1 to 4.3.9"
+    )
+    post(body)
+    drain(st)
+
+
+@pytest.mark.parametrize(
+    ("text", "locale", "confirmation"),
+    [
+        ("I agree, go ahead", "en-US", "50 credits have been charged"),
+        ("Согласен, подтверждаю.\n\n> Please approve 50 credits", "ru", "списано 50 кредитов"),
+    ],
+)
+@responses.activate
+def test_requester_reply_approves_and_is_charged_once(
+    st: ConnectorState, post: Post, text: str, locale: str, confirmation: str
+) -> None:
+    stub_writes("130")
+    responses.delete(f"{BASE}/api/v2/tickets/130/tags", json={"tags": []})
+    upgrade_pending(st, post, "130")
+    before = len(responses.calls)
+    answer = comment("130", "credits@shop.example", text, tags="care_awaiting_approval")
+    answer["requester"]["locale"] = locale
+    post(answer)
+    drain(st)
+    post(answer, headers={"X-Zendesk-Webhook-Invocation-Id": "again"})  # a second delivery
+    drain(st)
+    calls = ticket_calls()[before:]
+    assert calls[0] == (
+        "PUT",
+        f"{BASE}/api/v2/tickets/130/tags",
+        {"tags": ["care_approved", "care_charged"]},
+    )
+    assert calls[1] == (
+        "DELETE",
+        f"{BASE}/api/v2/tickets/130/tags",
+        {"tags": ["care_awaiting_approval", "care_insufficient_balance"]},
+    )
+    public = [b for _, _, b in calls if b and "ticket" in b and b["ticket"]["comment"]["public"]]
+    assert len(public) == 1 and confirmation in note_text(public[0])
+    assert "70" in note_text(public[0])
+    assert balance(st, "credits@shop.example") == 70
+    assert_zendesk_calls(responses.calls)
+
+
+@responses.activate
+def test_engineer_tag_declines(st: ConnectorState, post: Post) -> None:
+    stub_writes("131")
+    responses.delete(f"{BASE}/api/v2/tickets/131/tags", json={"tags": []})
+    upgrade_pending(st, post, "131")
+    post(trigger("131", "credits@shop.example", event="updated", tags="care_declined", actor="42"))
+    drain(st)
+    assert balance(st, "credits@shop.example") == 120
+    with st.database.transaction(read_only=True) as session:
+        assert session.scalar(select(Ticket.approval_state)) == "declined"
+
+
+@responses.activate
+def test_one_reminder_after_two_business_days(st: ConnectorState, post: Post) -> None:
+    from connector.reminders import send_approval_reminders
+
+    stub_writes("132")
+    upgrade_pending(st, post, "132")  # asked Tuesday 14:00 GMT+4
+    assert send_approval_reminders(st, NOW + timedelta(days=1)) == 0  # 9 business hours
+    thursday = NOW + timedelta(days=2, hours=1)  # 18 business hours and one more
+    assert send_approval_reminders(st, thursday) == 1
+    assert send_approval_reminders(st, thursday + timedelta(days=5)) == 0  # once
+    st.clock = lambda: thursday
+    drain(st)
+    texts = [note_text(b) for _, _, b in ticket_calls() if b and "ticket" in b]
+    reminders = [t for t in texts if "A reminder" in t]
+    assert len(reminders) == 1 and "/approvals/" in reminders[0]
