@@ -1055,7 +1055,10 @@ def _build_desks(doc: dict[str, Any], environ: Mapping[str, str]) -> dict[str, D
             key=key,
             adapter=desk["adapter"],
             base_url=desk["base_url"],
-            priority=_priority_map({**doc["priorities"][desk["adapter"]], **desk["priority"]}),
+            # A plugin adapter without [priorities.<adapter>] brings a full table in the desk.
+            priority=_priority_map(
+                {**doc["priorities"].get(desk["adapter"], {}), **desk["priority"]}
+            ),
             mode=desk["mode"],
             secret_env=tuple(desk["secret_env"]),
             secrets=tuple(env(name) for name in desk["secret_env"] if env(name)),

@@ -1,0 +1,63 @@
+"""What the shared adapter contract suite needs to know about each adapter's tests.
+
+Every adapter's test package provides ``SUPPORT`` (an :class:`AdapterSupport`) in
+``tests/adapters/<key>/support.py``; :data:`ALL` lists them, and ``tests/adapters/
+test_contract.py`` runs the same checks over each. Signatures are computed, never pasted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import responses
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+#: A delivery: the raw body and the headers the desk sends with it (unsigned).
+Delivery = tuple[bytes, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class AdapterSupport:
+    """How to drive one adapter in tests.
+
+    :param key: the adapter key (``"freshdesk"``).
+    :param desk: the desk section for a config dict (``adapter``, ``base_url``, credentials as
+        ``*_env`` names, ``api_user_id``, ``fields``; secrets come from ``secret_env`` below).
+    :param env: environment variables the desk section names (credentials), except secrets.
+    :param sign: headers that authenticate ``body`` for ``secret`` at ``now`` (computed: an HMAC,
+        a shared-secret header or basic auth, whatever the desk does), merged over ``headers``.
+    :param event_fixtures: every vendor event code the adapter handles -> a fixture file name
+        under ``tests/fixtures/<key>/``; each must parse into at least one event.
+    :param unknown_event: a delivery of an event type the connector does not handle.
+    :param ticket_created: a ticket-created delivery for a requester (ticket id, requester id,
+        requester email, subject, description), the same ticket on every desk.
+    :param stub_writes: register 200 answers for every write-back call on that ticket (priority,
+        tags, notes, replies, and any read the client makes first) on a ``responses`` mock.
+    :param priority_value: how the desk writes each level (``"urgent"``, ``"4"``, a tag...).
+    """
+
+    key: str
+    desk: Mapping[str, Any]
+    env: Mapping[str, str]
+    sign: Callable[[bytes, Mapping[str, str], str, datetime], dict[str, str]]
+    event_fixtures: Mapping[str, str]
+    unknown_event: Callable[[], Delivery]
+    ticket_created: Callable[[str, str, str, str, str], Delivery]
+    stub_writes: Callable[[responses.RequestsMock, str], None]
+
+    def fixture(self, name: str) -> bytes:
+        return (FIXTURES / self.key / name).read_bytes()
+
+    def fixture_headers(self, name: str) -> dict[str, str]:
+        """The sibling ``<name minus .json>.headers.json``, if any."""
+        sidecar = FIXTURES / self.key / (name.removesuffix(".json") + ".headers.json")
+        if not sidecar.exists():
+            return {}
+        import json
+
+        return {str(k): str(v) for k, v in json.loads(sidecar.read_text()).items()}
