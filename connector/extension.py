@@ -124,11 +124,13 @@ class CareConnector:
             settings=settings, database=database, adapters=adapters, max_body_bytes=max_body
         )
 
+        from connector.blueprints.approvals import approvals_bp
         from connector.blueprints.health import health_bp
         from connector.blueprints.hooks import hooks_bp
 
         app.register_blueprint(health_bp, url_prefix=prefix)
         app.register_blueprint(hooks_bp, url_prefix=prefix)
+        app.register_blueprint(approvals_bp, url_prefix=prefix)
 
 
 def state() -> ConnectorState:

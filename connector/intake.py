@@ -118,7 +118,7 @@ def receive(
         return _finish(st, delivery_id, 200, "ignored", reason, {"status": "ignored"}, key=key)
     try:
         with st.database.transaction() as session:
-            inserted = _insert_events(session, desk_key, key, delivery_id, events, now)
+            inserted = insert_events(session, desk_key, key, delivery_id, events, now)
             row = session.get(InboundDelivery, delivery_id)
             assert row is not None
             row.delivery_key = key
@@ -184,14 +184,18 @@ def event_key(delivery_key: str, index: int) -> str:
     return delivery_key if index == 0 else f"{delivery_key}#{index}"
 
 
-def _insert_events(
+def insert_events(
     session: Session,
     desk_key: str,
     key: str,
-    delivery_id: int,
+    delivery_id: int | None,
     events: Sequence[TicketEvent],
     now: datetime,
 ) -> list[int]:
+    """Insert ``events`` as pending, unique on (desk, delivery key); the ids of those new.
+
+    ``delivery_id`` is ``None`` for events that came with no delivery (the approval page).
+    """
     rows = [
         {
             "desk": desk_key,
@@ -261,7 +265,7 @@ def replay(st: ConnectorState, delivery_id: int) -> IntakeResult:
             delivery_id=delivery_id,
         )
     with st.database.transaction() as session:
-        inserted = _insert_events(session, desk_key, key, delivery_id, events, st.clock())
+        inserted = insert_events(session, desk_key, key, delivery_id, events, st.clock())
         revived = 0
         for i in range(len(events)):
             existing = session.execute(

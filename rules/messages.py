@@ -49,14 +49,14 @@ REPLIES: Mapping[str, Mapping[str, str]] = {
             "This request ({category_title}) is estimated at {credits} credits, but your "
             "balance is {balance} credits: {shortfall} more are needed. Nothing has been "
             "charged. You can buy credits at {buy_url}; once your balance covers the estimate, "
-            'reply "I agree" and we will start.'
+            'open {approval_url} or reply "I agree" and we will start.'
         ),
         "ru": (
             "Здравствуйте, {name}!\n\n"
             "Этот запрос ({category_title}) оценён в {credits} кредитов, но на вашем балансе "
             "{balance} кредитов: не хватает {shortfall}. Ничего не списано. Купить кредиты "
-            "можно здесь: {buy_url}; когда баланса будет достаточно, ответьте «Согласен», и мы "
-            "начнём."
+            "можно здесь: {buy_url}; когда баланса будет достаточно, откройте {approval_url} или "
+            "ответьте «Согласен», и мы начнём."
         ),
     },
     "no_upgrade_subscription": {
@@ -109,6 +109,27 @@ REPLIES: Mapping[str, Mapping[str, str]] = {
             "Здравствуйте, {name}!\n\n"
             "Спасибо: за этот запрос ({category_title}) списано {credits} кредитов. "
             "Ваш баланс: {balance_after} кредитов."
+        ),
+    },
+    # Sent by the expiry-reminder job as a new conversation: the subject, then the body.
+    "expiry_reminder_subject": {
+        "en": "Your {plan_title} ends on {ends_on}",
+        "ru": "{plan_title}: последний день {ends_on}",
+    },
+    "expiry_reminder": {
+        "en": (
+            "Hello {name},\n\n"
+            "Your {plan_title} ({source}) ends on {ends_on}, the last day included. From "
+            "{next_day} your requests will be handled under {next_plan_title}. Your credit "
+            "balance is {balance} credits.\n\n"
+            "To keep your support as it is, see {care_url}."
+        ),
+        "ru": (
+            "Здравствуйте, {name}!\n\n"
+            "{plan_title} ({source}) действует по {ends_on} включительно. С {next_day} ваши "
+            "запросы будут обслуживаться по плану «{next_plan_title}». Ваш баланс: {balance} "
+            "кредитов.\n\n"
+            "Чтобы сохранить поддержку в прежнем объёме, загляните сюда: {care_url}."
         ),
     },
 }
@@ -248,6 +269,19 @@ NOTE_LINES: Mapping[str, Mapping[str, str]] = {
     "observe": {
         "en": "Observe mode: nothing charged and no public reply sent.",
         "ru": "Режим наблюдения: ничего не списано, публичные ответы не отправляются.",
+    },
+    # The SLA watch's internal notes.
+    "sla_warning": {
+        "en": "First reply due soon: by {due} ({left} business minutes left, {plan_title}). "
+        "The customer has no answer from an agent yet.",
+        "ru": "Скоро срок первого ответа: до {due} (осталось {left} рабочих минут, "
+        "{plan_title}). Клиент ещё не получил ответа от инженера.",
+    },
+    "sla_breached": {
+        "en": "First reply overdue: it was due by {due} ({plan_title}) and the customer has no "
+        "answer from an agent yet.",
+        "ru": "Срок первого ответа истёк: ответ был нужен до {due} ({plan_title}), а клиент ещё "
+        "не получил ответа от инженера.",
     },
 }
 
