@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 from adapters.base import HelpdeskAdapter
 from adapters.errors import AdapterRegistryError
+from adapters.freshdesk import FreshdeskAdapter
+from adapters.helpscout import HelpScoutAdapter
+from adapters.zammad import ZammadAdapter
 from adapters.zendesk import ZendeskAdapter
 
 __all__ = ["ADAPTERS", "ENTRY_POINT_GROUP", "AdapterRegistryError", "load_adapters"]
@@ -22,7 +25,10 @@ __all__ = ["ADAPTERS", "ENTRY_POINT_GROUP", "AdapterRegistryError", "load_adapte
 ENTRY_POINT_GROUP = "care_connector.adapters"
 
 #: The built-in adapters, by key.
-ADAPTERS: dict[str, type[HelpdeskAdapter]] = {adapter.key: adapter for adapter in (ZendeskAdapter,)}
+ADAPTERS: dict[str, type[HelpdeskAdapter]] = {
+    adapter.key: adapter
+    for adapter in (ZendeskAdapter, HelpScoutAdapter, FreshdeskAdapter, ZammadAdapter)
+}
 
 
 class EntryPointLike(Protocol):

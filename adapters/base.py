@@ -564,6 +564,14 @@ class HelpdeskClient(BaseHelpdeskClient, abc.ABC):
     def get_priority(self, ticket_id: str) -> str | None:
         """The ticket's current priority value, ``None`` when unset (for "never lower")."""
 
+    def get_tags(self, ticket_id: str) -> tuple[str, ...] | None:
+        """The ticket's tags, for desks whose webhook bodies do not carry them (Zammad).
+
+        ``None`` (this default) means the desk's events carry their tags, so the worker has
+        nothing to read.
+        """
+        return None
+
     @staticmethod
     def _check_marker(body: str, marker: str) -> None:
         if marker_tag(marker) not in body:

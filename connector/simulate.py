@@ -59,7 +59,8 @@ class Capture(BaseAdapter):
             body = raw
         url = request.url or ""
         path = urlsplit(url).path
-        self.log.append({"method": request.method, "url": url, "json": body})
+        if not path.endswith("/oauth2/token"):
+            self.log.append({"method": request.method, "url": url, "json": body})
         response = requests.Response()
         response.request = request
         response.url = url
@@ -71,6 +72,11 @@ class Capture(BaseAdapter):
             response._content = json.dumps(
                 found if found is not None else {"error": "not found"}
             ).encode()
+        elif path.endswith("/oauth2/token"):
+            # An OAuth2 client-credentials desk (Help Scout) asks for a token before writing.
+            response.status_code = 200
+            token = {"access_token": "simulated", "token_type": "bearer", "expires_in": 7200}
+            response._content = json.dumps(token).encode()
         else:
             response.status_code = 200
             response._content = b"{}"

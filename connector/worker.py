@@ -94,7 +94,8 @@ def process_event(st: ConnectorState, event_id: int) -> Processed:
         event = event_from_json(row.payload)
     try:
         requester = _resolve_requester(st, event)
-        return st.database.run_in_transaction(lambda s: _apply(st, s, event_id, requester))
+        tags = _read_tags(st, event)
+        return st.database.run_in_transaction(lambda s: _apply(st, s, event_id, requester, tags))
     except Exception as err:  # noqa: BLE001 - any failure is recorded on the event, never lost
         log.exception("event %s failed", event_id)
         return _record_failure(st, event_id, err)
@@ -149,6 +150,16 @@ def _resolve_requester(st: ConnectorState, event: TicketEvent) -> _Requester:
     return _Requester(found.email, found.name, found.locale or event.locale)
 
 
+def _read_tags(st: ConnectorState, event: TicketEvent) -> tuple[str, ...] | None:
+    """The ticket's tags from the desk when its webhook bodies carry none (Zammad), for the
+    events where an engineer's tag can matter; read outside the transaction."""
+    if event.tags is not None or event.type is EventType.TICKET_CREATED:
+        return None
+    if event.type in (EventType.APPROVED, EventType.DECLINED):
+        return None
+    return st.client(event.desk).get_tags(event.ticket_id)
+
+
 def _lock_event(session: Session, event_id: int) -> Event | None:
     stmt = select(Event).where(Event.id == event_id, Event.status == "pending")
     if session.get_bind().dialect.name == "postgresql":
@@ -156,11 +167,19 @@ def _lock_event(session: Session, event_id: int) -> Event | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _apply(st: ConnectorState, session: Session, event_id: int, who: _Requester) -> Processed:
+def _apply(
+    st: ConnectorState,
+    session: Session,
+    event_id: int,
+    who: _Requester,
+    tags: tuple[str, ...] | None,
+) -> Processed:
     row = _lock_event(session, event_id)
     if row is None:
         return Processed(event_id, "skipped")  # another worker has it, or it is done
     event = event_from_json(row.payload)
+    if tags is not None:
+        event = replace(event, tags=tags)
     now = st.clock()
     desk = st.settings.desks[event.desk]
     policy = st.settings.policy
@@ -191,9 +210,8 @@ def _apply(st: ConnectorState, session: Session, event_id: int, who: _Requester)
     )
     if event.locale is None and who.locale:
         event = _with_locale(event, who.locale)
-    decision = decide(
-        event, facts, policy, now, state=_state_of(ticket, session), observe=desk.observe
-    )
+    previous = _state_of(ticket, session)
+    decision = decide(event, facts, policy, now, state=previous, observe=desk.observe)
 
     if ticket is None:
         ticket = Ticket(
@@ -216,7 +234,9 @@ def _apply(st: ConnectorState, session: Session, event_id: int, who: _Requester)
         if any(m.kind == "approval_request" for m in decision.messages):
             ticket.approval_requested_at, ticket.approval_reminded_at = now, None
         _post_credits(session, ticket, event, decision, customer_id, event_id, now)
-        _queue_writebacks(st, session, row, ticket, event, decision, now)
+        _queue_writebacks(
+            st, session, row, ticket, event, decision, now, state_was_new=previous is None
+        )
     summary = _summary(decision, balance)
     row.status, row.processed_at, row.decision, row.error = "done", now, summary, None
     return Processed(event_id, "done", summary)
@@ -400,6 +420,8 @@ def _queue_writebacks(
     event: TicketEvent,
     decision: Decision,
     now: datetime,
+    *,
+    state_was_new: bool,
 ) -> None:
     """The outbox actions of a decision, in the order they are sent."""
     desk = st.settings.desks[event.desk]
@@ -407,7 +429,10 @@ def _queue_writebacks(
     observe = desk.observe
     actions: list[tuple[str, dict[str, Any]]] = []
     tags = list(decision.tags)
-    if not observe:
+    # The plan, and so the priority, is fixed when the ticket is first decided: later events
+    # (an answer from the approval page carries no desk priority at all) never touch it, so an
+    # agent's raise is never undone.
+    if not observe and state_was_new:
         if pmap.kind == "field":
             value = priorities.priority_update(event.priority, decision.priority, pmap)
             if value is not None:
@@ -418,6 +443,7 @@ def _queue_writebacks(
             )
             if tag is not None:
                 tags.append(tag)
+    if not observe:
         if tags:
             actions.append(("tags", {"tags": tags}))
         if decision.tags_remove:
