@@ -42,6 +42,7 @@ from adapters.errors import (
     SignatureError,
     UnsupportedEventError,
 )
+from adapters.fields import blank_to_none, short_repr
 from adapters.freshdesk import install as installer
 from adapters.freshdesk.client import FreshdeskClient
 from adapters.freshdesk.schemas import (
@@ -59,19 +60,6 @@ from adapters.signing import body_sha256, compare
 from rules.events import Comment, EventType, TicketEvent, TicketStatus
 
 __all__ = ["FreshdeskAdapter"]
-
-
-def _blank(value: str | None) -> str | None:
-    """``None`` for a value a placeholder left empty."""
-    if value is None:
-        return None
-    text = value.strip()
-    return text or None
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _priority(number: str | None, label: str | None) -> str | None:
@@ -179,7 +167,7 @@ class FreshdeskAdapter(HelpdeskAdapter):
         kind = data.get("event")
         if isinstance(kind, str) and kind.strip() and kind.strip() not in RULE_EVENTS:
             raise UnsupportedEventError(
-                f"Freshdesk rule event {_short(kind)} is not handled",
+                f"Freshdesk rule event {short_repr(kind)} is not handled",
                 adapter=self.key,
                 event_type=kind.strip(),
             )
@@ -187,7 +175,7 @@ class FreshdeskAdapter(HelpdeskAdapter):
         event_name = loaded["event"].strip()
         if event_name not in RULE_EVENTS:  # a non-string "event" read as text
             raise UnsupportedEventError(
-                f"Freshdesk rule event {_short(event_name)} is not handled",
+                f"Freshdesk rule event {short_repr(event_name)} is not handled",
                 adapter=self.key,
                 event_type=event_name,
             )
@@ -244,16 +232,16 @@ class FreshdeskAdapter(HelpdeskAdapter):
             subject=ticket["subject"] or "",
             description=ticket["description"] or "",
             requester_id=requester_id,
-            requester_email=_blank(requester.get("email")),
-            requester_name=_blank(requester.get("name")),
+            requester_email=blank_to_none(requester.get("email")),
+            requester_name=blank_to_none(requester.get("name")),
             actor_id=actor_id,
             status=_status(ticket["status_id"], ticket["status"]),
             priority=_priority(ticket["priority_id"], ticket["priority"]),
             tags=ticket["tags"],
             comment=comment,
             fields=fields,
-            locale=_blank(requester.get("language")),
-            via_channel=_blank(ticket["source"]),
+            locale=blank_to_none(requester.get("language")),
+            via_channel=blank_to_none(ticket["source"]),
             raw=data,
         )
 

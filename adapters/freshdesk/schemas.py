@@ -26,7 +26,6 @@ but typed: a wrong JSON type names its path in the 400 answer.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -35,7 +34,10 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from adapters import fields as shared
 from adapters.base import VendorSchema
+from adapters.fields import Text, as_text
+from adapters.text import quoted_text, strip_tags
 from rules.events import EventType, TicketStatus
 
 __all__ = [
@@ -146,8 +148,6 @@ _BLOCKS = frozenset(
     {"p", "div", "li", "ul", "ol", "tr", "table", "blockquote", "pre", "h1", "h2", "h3", "h4"}
 )
 _SPACE = re.compile(r"[ \t\r\n\f]+")
-_TAGS = re.compile(r"<[^>]*>")
-_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 class _TextParser(HTMLParser):
@@ -196,56 +196,19 @@ def html_to_text(value: str) -> str:
         parser.feed(value)
         parser.close()
     except Exception:  # a parser failure on odd markup must not refuse the delivery
-        return html.unescape(_TAGS.sub(" ", value)).strip()
+        return strip_tags(value)
     parser._break(hard=False)
-    lines = []
-    for depth, line in parser.lines:
-        text = line.replace("\xa0", " ").strip()
-        lines.append(("> " * depth + text) if text else "")
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    return quoted_text((depth, line.replace("\xa0", " ").strip()) for depth, line in parser.lines)
 
 
 # --------------------------------------------------------------------------------------------
 # Fields
 
 
-def _as_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-class Text(fields.Field):
-    """A string; a number is taken as its text (a rendered ``"{{ticket.id}}"`` may arrive
-    unquoted if an admin edits the template)."""
-
-    default_error_messages = {"invalid": "Not a valid string."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = _as_text(value)
-        if text is None:
-            raise self.make_error("invalid")
-        return text
-
-
-class Id(fields.Field):
+class Id(shared.Id):
     """An id as stripped text; ``""`` (an empty placeholder) is no id unless ``blank=False``."""
 
-    default_error_messages = {"invalid": "Not a valid id.", "blank": "Must not be empty."}
-
-    def __init__(self, *, blank: bool = True, **kwargs: Any) -> None:
-        self._blank = blank
-        super().__init__(**kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
-        text = None if isinstance(value, float) else _as_text(value)
-        if text is None or len(text) > 200:
-            raise self.make_error("invalid")
-        if not text.strip() and not self._blank:
-            raise self.make_error("blank")
-        return text.strip() or None
+    max_length = 200
 
 
 class Time(fields.Field):
@@ -288,30 +251,20 @@ class TagList(fields.Field):
         return tuple(dict.fromkeys(tags))
 
 
-class FieldValues(fields.Field):
+def _rule_field_text(value: Any) -> str | None:
+    """A rendered field value as stripped text (a boolean as ``true``/``false``); ``None``:
+    no value, or one that is not text, a number or a boolean."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = as_text(value)
+    return None if text is None else text.strip()
+
+
+class FieldValues(shared.FieldValues):
     """Custom field values by API name: ``{"cf_care_price": "35"}``; empty values dropped."""
 
-    default_error_messages = {"invalid": "Not an object of custom field values."}
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> dict[str, str]:
-        if not isinstance(value, Mapping):
-            raise self.make_error("invalid")
-        errors: dict[str, list[str]] = {}
-        out: dict[str, str] = {}
-        for key, item in value.items():
-            if isinstance(item, bool):
-                out[str(key)] = "true" if item else "false"
-                continue
-            text = _as_text(item)
-            if text is None and item is not None:
-                errors[str(key)] = ["Not a valid field value."]
-            elif text and text.strip():
-                out[str(key)] = text.strip()
-        if errors:
-            raise ValidationError(errors)
-        return out
+    def value_text(self, value: Any) -> str | None:
+        return _rule_field_text(value)
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from adapters.errors import (
     SignatureError,
     UnsupportedEventError,
 )
+from adapters.fields import blank_to_none, short_repr
 from adapters.helpscout import install as installer
 from adapters.helpscout.client import HelpScoutClient
 from adapters.helpscout.schemas import (
@@ -70,18 +71,6 @@ _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _UNSENT = frozenset(("draft", "underreview"))
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _blank(value: str | None) -> str | None:
-    if value is None:
-        return None
-    text = value.strip()
-    return text or None
-
-
 def _person_id(person: Mapping[str, Any] | None) -> str | None:
     """A person's id in the connector's terms: ``user:<id>`` for a user, the bare id for a
     customer; ``None`` when unknown."""
@@ -92,7 +81,7 @@ def _person_id(person: Mapping[str, Any] | None) -> str | None:
 
 
 def _name(person: Mapping[str, Any]) -> str | None:
-    parts = [_blank(person.get("first")), _blank(person.get("last"))]
+    parts = [blank_to_none(person.get("first")), blank_to_none(person.get("last"))]
     return " ".join(part for part in parts if part) or None
 
 
@@ -194,7 +183,7 @@ class HelpScoutAdapter(HelpdeskAdapter):
         event_type = EVENT_TYPES.get(code)
         if event_type is None:
             raise UnsupportedEventError(
-                f"Help Scout event {_short(event)} is not handled",
+                f"Help Scout event {short_repr(event)} is not handled",
                 adapter=self.key,
                 event_type=event[:100],
             )
@@ -284,7 +273,7 @@ class HelpScoutAdapter(HelpdeskAdapter):
                     body=html_text(thread["body"] or ""),
                     public=public,
                     author_id=author_id,
-                    author_email=_blank(creator.get("email")),
+                    author_email=blank_to_none(creator.get("email")),
                     by_requester=author == "customer" and author_id == requester_id,
                 )
                 actor_id = author_id
@@ -320,7 +309,7 @@ class HelpScoutAdapter(HelpdeskAdapter):
             subject=conversation["subject"] or "",
             description=description,
             requester_id=requester_id,
-            requester_email=_blank(customer.get("email")),
+            requester_email=blank_to_none(customer.get("email")),
             requester_name=_name(customer),
             actor_id=actor_id,
             status=status,
@@ -328,7 +317,7 @@ class HelpScoutAdapter(HelpdeskAdapter):
             tags=tuple(conversation["tags"] or ()),
             comment=comment,
             fields=self._fields(conversation["custom_fields"] or []),
-            via_channel=_blank(source.get("type")),
+            via_channel=blank_to_none(source.get("type")),
             raw=raw,
         )
 

@@ -14,17 +14,17 @@ type names its path in the 400 answer.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
 from marshmallow import ValidationError, fields
 
+from adapters import fields as shared
 from adapters.base import VendorSchema
-from adapters.signing import parse_iso_timestamp
+from adapters.fields import Text, Timestamp
+from adapters.text import strip_tags
 from rules.events import EventType, TicketStatus
 
 __all__ = [
@@ -85,61 +85,11 @@ LEGACY_KEYS = ("customer", "mailbox", "threadCount", "owner", "isDraft", "modifi
 # Fields
 
 
-def _as_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-class Text(fields.Field):
-    """A string; a number is taken as its text."""
-
-    default_error_messages = {"invalid": "Not a valid string."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = _as_text(value)
-        if text is None:
-            raise self.make_error("invalid")
-        return text
-
-
-class Id(fields.Field):
+class Id(shared.Id):
     """A Help Scout id: an integer (or its text), kept as stripped text; ``""`` is no id,
     unless ``blank=False`` (the conversation's own id)."""
 
-    default_error_messages = {"invalid": "Not a valid id.", "blank": "Must not be empty."}
-
-    def __init__(self, *, blank: bool = True, **kwargs: Any) -> None:
-        self._blank = blank
-        super().__init__(**kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
-        text = None if isinstance(value, float) else _as_text(value)
-        if text is None or len(text) > 64:
-            raise self.make_error("invalid")
-        if not text.strip() and not self._blank:
-            raise self.make_error("blank")
-        return text.strip() or None
-
-
-class Timestamp(fields.Field):
-    """An ISO-8601 time with a zone (Help Scout writes ``2012-03-15T22:46:22Z``)."""
-
-    default_error_messages = {"invalid": "Not an ISO-8601 time with a zone."}
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> datetime | None:
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        if not value.strip():
-            return None
-        try:
-            return parse_iso_timestamp(value)
-        except ValueError:
-            raise self.make_error("invalid") from None
+    max_length = 64
 
 
 class TagList(fields.Field):
@@ -188,7 +138,6 @@ _BLOCKS = frozenset(
     "li ol p pre section table tbody td tfoot th thead tr ul".split()
 )
 _SKIPPED = frozenset(("script", "style", "head", "title"))
-_TAG_RE = re.compile(r"<[^>]*>")
 _LOOKS_HTML = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 
 
@@ -291,7 +240,7 @@ def html_text(body: str) -> str:
         parser.close()
         return parser.text()
     except Exception:  # HTMLParser's edge cases (bad marked sections) must not escape
-        return html.unescape(_TAG_RE.sub(" ", body)).strip()
+        return strip_tags(body)
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from adapters.errors import (
     SignatureError,
     UnsupportedEventError,
 )
+from adapters.fields import blank_to_none, short_repr
 from adapters.signing import body_sha256, compare, hmac_hex
 from adapters.zammad import install as installer
 from adapters.zammad.client import ZammadClient
@@ -66,22 +67,10 @@ DELIVERY_HEADER = "x-zammad-delivery"
 _MAX_KEY = 200
 
 
-def _blank(value: str | None) -> str | None:
-    if value is None:
-        return None
-    text = value.strip()
-    return text or None
-
-
 def _status(value: str | None) -> TicketStatus:
     if value is None:
         return TicketStatus.UNKNOWN
     return STATUSES.get(" ".join(value.split()).lower(), TicketStatus.UNKNOWN)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _body_text(article: Mapping[str, Any]) -> str:
@@ -125,7 +114,7 @@ class ZammadAdapter(HelpdeskAdapter):
         algo, _, digest = given.partition("=")
         if algo.strip().lower() != "sha1" or not digest.strip():
             raise SignatureError(
-                f"X-Hub-Signature {_short(given)} is not sha1=<hex>", adapter=self.key
+                f"X-Hub-Signature {short_repr(given)} is not sha1=<hex>", adapter=self.key
             )
         digest = digest.strip().lower()
         if not any(compare(hmac_hex(secret, body, "sha1"), digest) for secret in self.secrets):
@@ -157,7 +146,7 @@ class ZammadAdapter(HelpdeskAdapter):
             event = data.get("event")
             if isinstance(event, str) and event.strip() and event not in CUSTOM_EVENTS:
                 raise UnsupportedEventError(
-                    f"Zammad event {_short(event)} is not handled",
+                    f"Zammad event {short_repr(event)} is not handled",
                     adapter=self.key,
                     event_type=event,
                 )
@@ -167,7 +156,7 @@ class ZammadAdapter(HelpdeskAdapter):
         if set(data) == {"error"}:
             # Zammad sends this when the rendered custom payload is not valid JSON.
             raise AnomalousPayloadError(
-                f"Zammad could not render the webhook payload: {_short(data['error'])}",
+                f"Zammad could not render the webhook payload: {short_repr(data['error'])}",
                 adapter=self.key,
                 errors={"error": ["Zammad's rendering error"]},
             )
@@ -273,7 +262,7 @@ class ZammadAdapter(HelpdeskAdapter):
         via: str | None = None,
     ) -> TicketEvent:
         requester_id: str | None = ticket["customer_id"] or customer.get("id")
-        names = [_blank(customer.get("firstname")), _blank(customer.get("lastname"))]
+        names = [blank_to_none(customer.get("firstname")), blank_to_none(customer.get("lastname"))]
         comment: Comment | None = None
         description = ""
         actor: str | None = ticket["updated_by_id"]
@@ -284,7 +273,7 @@ class ZammadAdapter(HelpdeskAdapter):
             if article is not None:
                 description = _body_text(article)
                 actor = article.get("created_by_id") or actor
-                via = via or _blank(article.get("type"))
+                via = via or blank_to_none(article.get("type"))
         elif kind is EventType.COMMENT_ADDED and article is not None:
             author = article.get("origin_by_id") or article.get("created_by_id")
             sender = (article.get("sender") or "").strip().lower()
@@ -300,7 +289,7 @@ class ZammadAdapter(HelpdeskAdapter):
             # The loop guard's author: who wrote it, even on someone's behalf.
             actor = article.get("created_by_id") or actor
             occurred = article.get("created_at") or occurred
-            via = _blank(article.get("type"))
+            via = blank_to_none(article.get("type"))
         return TicketEvent(
             desk=self.desk.key,
             delivery_key=delivery_key,
@@ -311,15 +300,15 @@ class ZammadAdapter(HelpdeskAdapter):
             subject=(ticket["title"] or "").strip(),
             description=description,
             requester_id=requester_id,
-            requester_email=_blank(customer.get("email")),
+            requester_email=blank_to_none(customer.get("email")),
             requester_name=" ".join(n for n in names if n) or None,
             actor_id=actor,
             status=_status(ticket["state"]),
-            priority=_blank(ticket["priority"]),
+            priority=blank_to_none(ticket["priority"]),
             tags=None,  # Zammad's webhook bodies carry no tags
             comment=comment,
             fields=dict(fields),
-            via_channel=_blank(via),
+            via_channel=blank_to_none(via),
             raw=raw,
         )
 

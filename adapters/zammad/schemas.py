@@ -22,7 +22,6 @@ a wrong type names its path in the 400 answer.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -31,8 +30,11 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from adapters import fields as shared
 from adapters.base import VendorSchema
+from adapters.fields import Flag, Text, as_text
 from adapters.signing import parse_iso_timestamp
+from adapters.text import quoted_text, strip_tags
 from rules.events import EventType, TicketStatus
 
 __all__ = [
@@ -200,16 +202,7 @@ class _TextExtractor(HTMLParser):
 
     def text(self) -> str:
         self._end_line(force=False)
-        out: list[str] = []
-        for depth, line in self.lines:
-            if not line:
-                if out and out[-1] != "":
-                    out.append("")
-                continue
-            out.append(("> " * depth) + line if depth else line)
-        while out and out[-1] == "":
-            out.pop()
-        return "\n".join(out)
+        return quoted_text(self.lines)
 
 
 def html_to_text(body: str) -> str:
@@ -221,32 +214,12 @@ def html_to_text(body: str) -> str:
         parser.feed(body)
         parser.close()
     except Exception:  # HTMLParser is lenient; whatever it still refuses is read as text
-        return html.unescape(re.sub(r"<[^>]*>", " ", body)).strip()
+        return strip_tags(body)
     return parser.text().replace("\xa0", " ")
 
 
 # --------------------------------------------------------------------------------------------
 # Fields
-
-
-def _as_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-class Text(fields.Field):
-    """A string; a number is taken as its text."""
-
-    default_error_messages = {"invalid": "Not a valid string."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = _as_text(value)
-        if text is None:
-            raise self.make_error("invalid")
-        return text
 
 
 class Name(fields.Field):
@@ -265,23 +238,11 @@ class Name(fields.Field):
         return value.strip() or None
 
 
-class Id(fields.Field):
+class Id(shared.Id):
     """A Zammad id: an integer, or its text (older Zammad renders replacements as strings);
     kept as stripped text. ``""`` is no id, unless ``blank=False``."""
 
-    default_error_messages = {"invalid": "Not a valid id.", "blank": "Must not be empty."}
-
-    def __init__(self, *, blank: bool = True, **kwargs: Any) -> None:
-        self._blank = blank
-        super().__init__(**kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
-        text = None if isinstance(value, float) else _as_text(value)
-        if text is None or len(text) > 200:
-            raise self.make_error("invalid")
-        if not text.strip() and not self._blank:
-            raise self.make_error("blank")
-        return text.strip() or None
+    max_length = 200
 
 
 class IdList(fields.Field):
@@ -297,7 +258,7 @@ class IdList(fields.Field):
         out: list[str] = []
         errors: dict[int, list[str]] = {}
         for index, item in enumerate(value):
-            text = _as_text(item) if not isinstance(item, float) else None
+            text = as_text(item) if not isinstance(item, float) else None
             if text is None:
                 errors[index] = ["Not a valid id."]
             else:
@@ -307,85 +268,31 @@ class IdList(fields.Field):
         return tuple(out)
 
 
-class Timestamp(fields.Field):
+class Timestamp(shared.Timestamp):
     """A time with a zone: ISO-8601 or Rails' ``2026-03-10 09:58:00 UTC``; ``""`` is none."""
 
     default_error_messages = {"invalid": "Not a time with a zone."}
 
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> datetime | None:
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        if not value.strip():
-            return None
-        try:
-            return parse_zammad_time(value)
-        except ValueError:
-            raise self.make_error("invalid") from None
-
-
-class Flag(fields.Field):
-    """A boolean, or its text (``"true"``, ``"false"``); ``""`` is unknown."""
-
-    default_error_messages = {"invalid": "Not a boolean."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool | None:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text in ("true", "1", "yes"):
-                return True
-            if text in ("false", "0", "no"):
-                return False
-            if not text:
-                return None
-        raise self.make_error("invalid")
+    def parse(self, value: str) -> datetime:
+        return parse_zammad_time(value)
 
 
 def field_text(value: Any) -> str | None:
     """A custom attribute's value as text (``None``: no value, or not one a field can hold).
 
-    A multi-select is its items separated by spaces; an external data source's
-    ``{"value": ..., "label": ...}`` is its value.
+    A multi-select is its items separated by spaces (booleans are no items); an external data
+    source's ``{"value": ..., "label": ...}`` is its value.
     """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list) and all(
-        isinstance(item, str | int) and not isinstance(item, bool) for item in value
-    ):
-        return " ".join(str(item) for item in value)
-    if isinstance(value, Mapping) and "value" in value:
-        return field_text(value["value"])
-    return None
+    return shared.field_text(value, bool_items=False)
 
 
-class FieldValues(fields.Field):
+class FieldValues(shared.FieldValues):
     """Custom attribute values by attribute name (``{"care_category": "question"}``)."""
 
     default_error_messages = {"invalid": "Not an object of custom attribute values."}
 
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> dict[str, str]:
-        if not isinstance(value, Mapping):
-            raise self.make_error("invalid")
-        errors: dict[str, list[str]] = {}
-        out: dict[str, str] = {}
-        for key, item in value.items():
-            text = field_text(item)
-            if text is None and item is not None:
-                errors[str(key)] = ["Not a valid field value."]
-            elif text:
-                out[str(key)] = text
-        if errors:
-            raise ValidationError(errors)
-        return out
+    def value_text(self, value: Any) -> str | None:
+        return field_text(value)
 
 
 # --------------------------------------------------------------------------------------------

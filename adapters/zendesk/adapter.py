@@ -36,6 +36,7 @@ from adapters.errors import (
     SignatureError,
     UnsupportedEventError,
 )
+from adapters.fields import blank_to_none, field_text, short_repr
 from adapters.signing import (
     body_sha256,
     check_timestamp,
@@ -55,7 +56,6 @@ from adapters.zendesk.schemas import (
     TagsChangedSchema,
     TriggerBodySchema,
     ValueChangedSchema,
-    field_text,
 )
 from rules.events import Comment, EventType, TicketEvent, TicketStatus
 
@@ -69,14 +69,6 @@ EVENT_PREFIX = "zen:event-type:"
 _MAX_KEY = 200
 
 
-def _blank(value: str | None) -> str | None:
-    """``None`` for a value a placeholder left empty."""
-    if value is None:
-        return None
-    text = value.strip()
-    return text or None
-
-
 def _status(value: str | None) -> TicketStatus:
     if value is None:
         return TicketStatus.UNKNOWN
@@ -88,11 +80,6 @@ def _priority(value: str | None) -> str | None:
     ``-`` (no priority) is ``None``."""
     text = (value or "").strip().lower()
     return None if text in ("", "-") else text
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class ZendeskAdapter(HelpdeskAdapter):
@@ -145,7 +132,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             when = parse_iso_timestamp(stamp)
         except ValueError:
             raise SignatureError(
-                f"signature timestamp {_short(stamp)} is not an ISO-8601 time with a zone",
+                f"signature timestamp {short_repr(stamp)} is not an ISO-8601 time with a zone",
                 adapter=self.key,
             ) from None
         check_timestamp(when, now, self.tolerance, adapter=self.key)
@@ -189,7 +176,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             event_type = EVENT_TYPES.get(kind)
             if event_type is None:
                 raise UnsupportedEventError(
-                    f"Zendesk event {_short(kind)} is not handled",
+                    f"Zendesk event {short_repr(kind)} is not handled",
                     adapter=self.key,
                     event_type=kind,
                 )
@@ -270,7 +257,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             tags_removed=tags_removed,
             comment=comment,
             fields=fields,
-            via_channel=_blank(via.get("channel")),
+            via_channel=blank_to_none(via.get("channel")),
             raw=data,
         )
 
@@ -318,16 +305,16 @@ class ZendeskAdapter(HelpdeskAdapter):
             subject=ticket["subject"] or "",
             description=ticket["description"] or "",
             requester_id=requester_id,
-            requester_email=_blank(requester.get("email")),
-            requester_name=_blank(requester.get("name")),
+            requester_email=blank_to_none(requester.get("email")),
+            requester_name=blank_to_none(requester.get("name")),
             actor_id=user.get("id"),
             status=_status(ticket["status"]),
             priority=_priority(ticket["priority"]),
             tags=ticket["tags"],
             comment=comment,
             fields=fields,
-            locale=_blank(requester.get("locale")),
-            via_channel=_blank(ticket["via"]),
+            locale=blank_to_none(requester.get("locale")),
+            via_channel=blank_to_none(ticket["via"]),
             raw=data,
         )
 

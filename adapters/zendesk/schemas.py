@@ -17,13 +17,12 @@ typed: a wrong type names its path in the 400 answer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
 from adapters.base import VendorSchema
-from adapters.signing import parse_iso_timestamp
+from adapters.fields import FieldValues, Flag, Id, Text, Timestamp
 from rules.events import EventType, TicketStatus
 
 __all__ = [
@@ -81,63 +80,6 @@ STATUSES: Mapping[str, TicketStatus] = {
 PRIORITIES = ("urgent", "high", "normal", "low")
 
 
-def _as_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-class Text(fields.Field):
-    """A string; a number is taken as its text; ``null`` as ``load_default``."""
-
-    default_error_messages = {"invalid": "Not a valid string."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = _as_text(value)
-        if text is None:
-            raise self.make_error("invalid")
-        return text
-
-
-class Id(fields.Field):
-    """A Zendesk id: a string or an integer, kept as stripped text; ``""`` is no id, unless
-    ``blank=False`` (the ticket's own id)."""
-
-    default_error_messages = {"invalid": "Not a valid id.", "blank": "Must not be empty."}
-
-    def __init__(self, *, blank: bool = True, **kwargs: Any) -> None:
-        self._blank = blank
-        super().__init__(**kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
-        text = None if isinstance(value, float) else _as_text(value)
-        if text is None:
-            raise self.make_error("invalid")
-        if not text.strip() and not self._blank:
-            raise self.make_error("blank")
-        return text.strip() or None
-
-
-class Timestamp(fields.Field):
-    """An ISO-8601 time with a zone (nanoseconds allowed); ``""`` is no time."""
-
-    default_error_messages = {"invalid": "Not an ISO-8601 time with a zone."}
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> datetime | None:
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        if not value.strip():
-            return None
-        try:
-            return parse_iso_timestamp(value)
-        except ValueError:
-            raise self.make_error("invalid") from None
-
-
 class TagList(fields.Field):
     """Tags: a JSON list of strings (events) or one space-separated string (the trigger
     placeholder ``{{ticket.tags}}``)."""
@@ -164,65 +106,6 @@ class TagList(fields.Field):
         if errors:
             raise ValidationError(errors)
         return tuple(tags)
-
-
-class Flag(fields.Field):
-    """A boolean, or its rendering by a placeholder (``"true"``/``"false"``); ``""`` is
-    unknown."""
-
-    default_error_messages = {"invalid": "Not a boolean."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool | None:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text in ("true", "1", "yes"):
-                return True
-            if text in ("false", "0", "no"):
-                return False
-            if not text:
-                return None
-        raise self.make_error("invalid")
-
-
-class FieldValues(fields.Field):
-    """Custom field values by field id: ``{"360001": "question"}``; a list value (multi-select)
-    becomes its items separated by spaces."""
-
-    default_error_messages = {"invalid": "Not an object of custom field values."}
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> dict[str, str]:
-        if not isinstance(value, Mapping):
-            raise self.make_error("invalid")
-        errors: dict[str, list[str]] = {}
-        out: dict[str, str] = {}
-        for key, item in value.items():
-            text = field_text(item)
-            if text is None and item is not None:
-                errors[str(key)] = ["Not a valid field value."]
-            elif text:
-                out[str(key)] = text
-        if errors:
-            raise ValidationError(errors)
-        return out
-
-
-def field_text(value: Any) -> str | None:
-    """A custom field value as text (``None``: no value or an unreadable one)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list) and all(isinstance(item, str | int) for item in value):
-        return " ".join(str(item) for item in value)
-    if isinstance(value, Mapping) and "value" in value:
-        return field_text(value["value"])
-    return None
 
 
 # --------------------------------------------------------------------------------------------
