@@ -149,9 +149,10 @@ class _Note:
         return Message(kind="note", public=False, lines=tuple(self.lines))
 
 
-def _category(event: TicketEvent, policy: Policy) -> _Category:
+def _engineer_choice(event: TicketEvent, policy: Policy) -> detection.EngineerChoice | None:
+    """The category (and price) an engineer set on the ticket, by tag or field."""
     tags = policy.tags
-    chosen = detection.engineer_category(
+    return detection.engineer_category(
         event.tags or (),
         event.fields,
         categories=policy.categories.keys(),
@@ -159,6 +160,10 @@ def _category(event: TicketEvent, policy: Policy) -> _Category:
         category_field=tags.category_field,
         price_field=tags.price_field,
     )
+
+
+def _category(event: TicketEvent, policy: Policy) -> _Category:
+    chosen = _engineer_choice(event, policy)
     if chosen is not None:
         return _Category(chosen.category, CategorySource.ENGINEER, 1.0, (), chosen.credits, None)
     found = detection.detect_category(event.subject, event.description, policy.detection)
@@ -472,14 +477,7 @@ def _reconsider(event: TicketEvent, state: TicketState, policy: Policy) -> bool:
         EventType.COMMENT_ADDED,
     ):
         return False
-    chosen = detection.engineer_category(
-        event.tags or (),
-        event.fields,
-        categories=policy.categories.keys(),
-        tag_prefix=policy.tags.category_prefix,
-        category_field=policy.tags.category_field,
-        price_field=policy.tags.price_field,
-    )
+    chosen = _engineer_choice(event, policy)
     if chosen is None:
         return False
     if chosen.category != state.category or state.category_source is not CategorySource.ENGINEER:
@@ -663,14 +661,7 @@ def _reprice(
     event: TicketEvent, facts: Facts, policy: Policy, state: TicketState, lang: str
 ) -> Decision | None:
     """An engineer's new category or price on a charged ticket: refund or ask for more."""
-    chosen = detection.engineer_category(
-        event.tags or (),
-        event.fields,
-        categories=policy.categories.keys(),
-        tag_prefix=policy.tags.category_prefix,
-        category_field=policy.tags.category_field,
-        price_field=policy.tags.price_field,
-    )
+    chosen = _engineer_choice(event, policy)
     if chosen is None:
         return None
     cat = _Category(chosen.category, CategorySource.ENGINEER, 1.0, (), chosen.credits, None)
