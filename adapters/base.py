@@ -34,6 +34,7 @@ from adapters.errors import (
     HelpdeskAPIError,
     HelpdeskHostError,
     HelpdeskTimeoutError,
+    UnsupportedOperationError,
 )
 from rules.events import EventType, TicketEvent
 from rules.priorities import PriorityMap
@@ -571,6 +572,18 @@ class HelpdeskClient(BaseHelpdeskClient, abc.ABC):
         nothing to read.
         """
         return None
+
+    def notify_customer(self, email: str, subject: str, body: str, *, marker: str) -> None:
+        """Send the customer at ``email`` a message outside any ticket (an expiry reminder):
+        a new ticket or conversation addressed to them, as the desk allows.
+
+        ``body`` ends with the line :func:`marker_tag`; an adapter should make the call
+        idempotent per ``marker`` (the outbox may retry it after a timeout).
+
+        :raises UnsupportedOperationError: this adapter cannot (the default): permanent, so
+            the outbox dead-letters the notice with a message saying so.
+        """
+        raise UnsupportedOperationError("notify_customer", adapter=self.desk.adapter)
 
     @staticmethod
     def _check_marker(body: str, marker: str) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "MissingSecretError",
     "SignatureError",
     "UnsupportedEventError",
+    "UnsupportedOperationError",
     "WebhookError",
     "parse_retry_after",
 ]
@@ -216,6 +217,21 @@ class HelpdeskTimeoutError(HelpdeskAPIError):
 
     def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
         super().__init__(message, permanent=False, method=method, url=url)
+
+
+class UnsupportedOperationError(HelpdeskAPIError):
+    """The desk's adapter does not implement this call: permanent, so the outbox dead-letters
+    the write-back with this message instead of retrying it.
+
+    :param operation: the client method (``"notify_customer"``).
+    :param adapter: the adapter key.
+    """
+
+    def __init__(self, operation: str, *, adapter: str = "") -> None:
+        who = f"the {adapter} adapter" if adapter else "this adapter"
+        super().__init__(f"{who} does not support {operation}", permanent=True)
+        self.operation = operation
+        self.adapter = adapter
 
 
 def _is_permanent(status: int | None) -> bool:

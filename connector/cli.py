@@ -10,6 +10,7 @@ from connector.commands.credits import credits_group
 from connector.commands.customers import customers_group
 from connector.commands.db import db_group
 from connector.commands.hours import hours_command
+from connector.commands.jobs import jobs_group, scheduler_command
 from connector.commands.pipeline import (
     replay_command,
     run_command,
@@ -53,6 +54,8 @@ cli.add_command(simulate_command)
 cli.add_command(replay_command)
 cli.add_command(webhooks_group)
 cli.add_command(worker_command)
+cli.add_command(scheduler_command)
+cli.add_command(jobs_group)
 cli.add_command(run_command)  # replaces Flask's own: the embedded default runs the workers too
 
 

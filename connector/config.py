@@ -63,6 +63,7 @@ __all__ = [
     "BUILTIN_ADAPTERS",
     "ConfigError",
     "DeskSettings",
+    "JobSettings",
     "PriorityMap",
     "Settings",
     "default_policy",
@@ -164,6 +165,31 @@ class DeskSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSettings:
+    """``[jobs]``: when the scheduled jobs run and what they keep (defaults as shipped).
+
+    Times are wall-clock times in the support zone. ``catch_up_periods`` bounds how many
+    missed monthly resets are opened at start; ``notice_desk`` empty means the desk of the
+    customer's latest ticket, else the first desk.
+    """
+
+    tick_seconds: int = 60
+    catch_up_periods: int = 12
+    quota_reset_day: int = 1
+    quota_reset_time: time = time(0, 0)
+    expiry_reminder_time: time = time(10, 0)
+    notice_desk: str = ""
+    approval_reminder_minutes: int = 60
+    sla_watch_minutes: int = 5
+    sla_warn_business_hours: float = 1.0
+    sla_warn_tag: str = "care_sla_warning"
+    sla_breach_tag: str = "care_sla_breached"
+    retention_time: time = time(3, 0)
+    retention_days: int = 30
+    batch_size: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration.
 
@@ -179,6 +205,7 @@ class Settings:
     source_path: Path | None = None
     #: False when no ``[desks.*]`` is configured and the built-in default desks are used.
     desks_configured: bool = True
+    jobs: JobSettings = field(default_factory=JobSettings)
 
     def desk(self, key: str) -> DeskSettings:
         """The desk configured under ``key``; :class:`KeyError` when there is none."""
@@ -653,6 +680,35 @@ class _DeskSchema(_Strict):
         return data
 
 
+class _JobsSchema(_Strict):
+    tick_seconds = _Int(required=True, minimum=1)
+    catch_up_periods = _Int(required=True, minimum=1)
+    quota_reset_day = _Int(required=True, minimum=1)
+    quota_reset_time = _ClockTime(required=True)
+    expiry_reminder_time = _ClockTime(required=True)
+    notice_desk = _Str(required=True)
+    approval_reminder_minutes = _Int(required=True, minimum=1)
+    sla_watch_minutes = _Int(required=True, minimum=1)
+    sla_warn_business_hours = _Float(
+        required=True, validate=validate.Range(min=0, min_inclusive=False, error="must be > 0")
+    )
+    sla_warn_tag = _Str(nonempty=True, required=True)
+    sla_breach_tag = _Str(nonempty=True, required=True)
+    retention_time = _ClockTime(required=True)
+    retention_days = _Int(required=True, minimum=1)
+    batch_size = _Int(required=True, minimum=1)
+
+    @validates_schema
+    def _day(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # Every month has a 28th: a later day would skip February.
+        if data["quota_reset_day"] > 28:
+            raise ValidationError("must be 1 to 28", "quota_reset_day")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> JobSettings:
+        return JobSettings(**data)
+
+
 class _ConfigSchema(_Strict):
     database = fields.Nested(_DatabaseSchema, required=True)
     server = fields.Nested(_ServerSchema, required=True)
@@ -674,6 +730,7 @@ class _ConfigSchema(_Strict):
     tags = fields.Nested(_TagsSchema, required=True)
     priorities = _Table(_PriorityMapSchema, required=True)
     detection = fields.Nested(_DetectionSchema, required=True)
+    jobs = fields.Nested(_JobsSchema, required=True)
     desks = _Table(_DeskSchema, required=True)
 
 
@@ -921,6 +978,13 @@ def _cross_check(doc: dict[str, Any]) -> Iterator[tuple[_Path, str]]:
                 ("desks", desk_key, "priority"),
                 (f"no [priorities.{adapter}] table; set {', '.join(missing)} here or there"),
             )
+    notice_desk = doc["jobs"].notice_desk
+    desk_keys = list(doc["desks"]) or list(BUILTIN_ADAPTERS)
+    if notice_desk and notice_desk not in desk_keys:
+        yield (
+            ("jobs", "notice_desk"),
+            f"no desk {notice_desk!r} (one of: {', '.join(desk_keys)}; empty: automatic)",
+        )
     for adapter, mapping in doc["priorities"].items():
         if mapping["kind"] == "field":
             for level in ("highest", "high", "regular"):
@@ -1169,6 +1233,7 @@ def load_settings(
         priorities={key: _priority_map(value) for key, value in doc["priorities"].items()},
         source_path=path,
         desks_configured=bool(doc["desks"]),
+        jobs=doc["jobs"],
     )
 
 

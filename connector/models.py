@@ -203,6 +203,9 @@ class Ticket(Base):
     first_agent_reply_at: Mapped[datetime | None]
     status: Mapped[str | None]
     created_at: Mapped[datetime]  # The desk's creation time, not the row's.
+    # The SLA watch: when the first-reply warning and the breach were queued (once each).
+    sla_warned_at: Mapped[datetime | None]
+    sla_breached_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -330,7 +333,7 @@ class OutboxAction(Base):
     ticket_id: Mapped[str]
     ticket_key: Mapped[str]
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
-    kind: Mapped[str]  # priority | tags | remove_tags | note | reply
+    kind: Mapped[str]  # priority | tags | remove_tags | note | reply | notify (no ticket)
     payload: Mapped[dict[str, object]] = mapped_column(JSON)
     marker: Mapped[str] = mapped_column(unique=True)
     status: Mapped[str] = mapped_column(default="pending", server_default="pending")
@@ -369,10 +372,49 @@ class AppSecret(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class JobRun(Base):
+    """One scheduled job's run for one period (``quota-reset`` / ``2026-12``), at most once.
+
+    The row is inserted in the same transaction as the run's effects, so it exists exactly
+    when they do: a second scheduler, a retry or a manual run of the period finds it and does
+    nothing. ``result`` holds the run's counts (``{"opened": 1200}``).
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (UniqueConstraint("job", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str]
+    period: Mapped[str]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    runner: Mapped[str] = mapped_column(default="", server_default="")  # "scheduler host:pid"
+
+
+class ExpiryNotice(Base):
+    """The notice sent to a customer before an entitlement ends: one per (customer, source,
+    last day). ``source`` is the license ref, or ``subscription <plan>``."""
+
+    __tablename__ = "expiry_notices"
+    __table_args__ = (UniqueConstraint("customer_id", "source", "ends_on"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    source: Mapped[str]
+    plan: Mapped[str]
+    ends_on: Mapped[date] = mapped_column(Date)
+    desk: Mapped[str]
+    marker: Mapped[str] = mapped_column(unique=True)
+    queued_at: Mapped[datetime]
+
+
 __all__: list[str] = [
     "AppSecret",
     "Base",
     "Event",
+    "ExpiryNotice",
+    "JobRun",
     "InboundDelivery",
     "OutboxAction",
     "RequesterCache",

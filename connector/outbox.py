@@ -130,6 +130,10 @@ def _send(st: ConnectorState, row_id: int, rng: random.Random) -> Sent:
             client.add_note(ticket, str(payload["body"]), marker=marker)
         elif kind == "reply":
             client.add_reply(ticket, str(payload["body"]), marker=marker)
+        elif kind == "notify":  # a message outside any ticket (the expiry reminders)
+            client.notify_customer(
+                str(payload["email"]), str(payload["subject"]), str(payload["body"]), marker=marker
+            )
         else:
             return _finish(st, row_id, kind, "dead", f"unknown outbox action {kind!r}")
     except HelpdeskAPIError as err:

@@ -77,7 +77,7 @@ def send_approval_reminders(st: ConnectorState, now: datetime | None = None) -> 
             )
             link = approval_link(st, session, ticket, ticket.approval_amount)
             marker = f"reminder.{ticket.id}.{int(ticket.approval_requested_at.timestamp())}"
-            body = render(message, lang, {"approval_url": link}) + "\n\n" + marker_tag(marker)
+            body = render(message, lang, {"approval_url": link})
             session.add(
                 OutboxAction(
                     desk=ticket.desk,

@@ -125,6 +125,42 @@ class ZendeskClient(HelpdeskClient):
             f"/api/v2/tickets/{tid}", {"ticket": {"comment": {"body": body, "public": public}}}
         )
 
+    def notify_customer(self, email: str, subject: str, body: str, *, marker: str) -> None:
+        """``POST /api/v2/tickets``: a new ticket whose requester is the customer (created as
+        an end user if Zendesk has none with this address), the message as its first, public
+        comment, so that Zendesk emails it to them.
+
+        The ticket's ``external_id`` is ``care:<marker>``: before creating, ``GET
+        /api/v2/tickets?external_id=...`` looks for it, so a retry after a timeout does not
+        send the notice twice.
+
+        :raises ValueError: ``email`` is not an address, or ``body`` lacks its marker line.
+        """
+        self._check_marker(body, marker)
+        address = email.strip()
+        if "@" not in address or any(ch.isspace() for ch in address):
+            raise ValueError(f"not an email address: {email!r}")
+        external_id = f"care:{marker}"
+        found = self._get("/api/v2/tickets", params={"external_id": external_id})
+        tickets = found.get("tickets") if isinstance(found, dict) else None
+        if not isinstance(tickets, list):
+            raise HelpdeskAPIError(
+                "GET /api/v2/tickets: the answer has no 'tickets' list", permanent=False
+            )
+        if tickets:
+            return  # created by an earlier try whose answer was lost
+        self._post(
+            "/api/v2/tickets",
+            {
+                "ticket": {
+                    "subject": subject,
+                    "comment": {"body": body, "public": True},
+                    "requester": {"email": address},
+                    "external_id": external_id,
+                }
+            },
+        )
+
     # ----------------------------------------------------------------------------------------
     # Reads
 

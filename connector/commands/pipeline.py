@@ -168,13 +168,24 @@ def worker_command(idle: float) -> None:
 @click.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=True,
+    show_default=True,
+    help="Also run the scheduled jobs in a thread (safe beside a `scheduler` process).",
+)
 @with_appcontext
-def run_command(host: str, port: int) -> None:
-    """The embedded default: the web server with the workers as threads of this process."""
+def run_command(host: str, port: int, scheduler: bool) -> None:
+    """The embedded default: the web server with the workers (and the scheduler) as threads
+    of this process."""
     from werkzeug.serving import run_simple
 
     from connector.runner import start_thread
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     start_thread(state())
+    if scheduler:
+        from connector.scheduler import start_background
+
+        start_background(state())
     run_simple(host, port, app, threaded=True, use_reloader=False)
