@@ -279,6 +279,13 @@ def load_json_object(body: bytes, *, adapter: str) -> dict[str, Any]:
     return data
 
 
+@functools.cache
+def schema_instance(cls: type[Schema]) -> Schema:
+    """One instance per schema class, built once: building a schema binds and copies all its
+    fields, which costs more than loading a payload with it. Loading does not change it."""
+    return cls()
+
+
 def load_schema(
     schema: Schema, data: Mapping[str, Any], *, adapter: str, what: str, prefix: str = ""
 ) -> dict[str, Any]:

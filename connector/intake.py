@@ -10,13 +10,13 @@ starts, so a slow or unreachable help desk can never make a webhook fail.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from adapters.base import HeaderSource
 from adapters.errors import MissingSecretError, UnsupportedEventError, WebhookError
 from connector.errors import error_body
 from connector.extension import ConnectorState
-from connector.models import Event, InboundDelivery
+from connector.models import Event, InboundDelivery, UTCDateTime
 from connector.serialize import event_to_json
 from rules.events import TicketEvent
 
@@ -78,17 +78,20 @@ def receive(
     content_type: str | None,
     remote_ip: str | None,
 ) -> IntakeResult:
-    """Take one delivery to ``/hooks/<desk_key>``; never raises for any input."""
+    """Take one delivery to ``/hooks/<desk_key>``; never raises for any input.
+
+    Verification and parsing are pure computation, so they run first and the delivery is
+    then stored with its outcome (and, when accepted, its events) in ONE transaction: one
+    commit per delivery. A refused, ignored or failing delivery is stored all the same, with
+    its error; a bug in an adapter is stored with its traceback before the 500.
+    """
     desk = st.desk(desk_key)
     if desk is None:
         return _error(404, f"Unknown desk {desk_key!r}.")
     now = st.clock()
-    try:
-        delivery_id = _store_delivery(st, desk_key, headers, body, content_type, remote_ip, now)
-    except (OperationalError, DBAPIError) as err:
-        return _unavailable(err)
-
+    raw = _Raw(desk_key, headers, body, content_type, remote_ip, now)
     adapter = st.adapter(desk_key)
+    key: str | None = None
     try:
         if not _is_json(content_type):
             raise WebhookError(
@@ -102,60 +105,82 @@ def receive(
         events = adapter.parse(headers, body, delivery_key=key)
     except UnsupportedEventError as err:
         log.info("desk %s: ignored: %s", desk_key, err.message)
-        return _finish(st, delivery_id, 200, "ignored", err.message, {"status": "ignored"})
+        return _record(st, raw, 200, "ignored", err.message, {"status": "ignored"}, key=key)
     except MissingSecretError as err:
         config_log.error("desk %s: %s (set one of %s)", desk_key, err.message, desk.secret_env)
-        return _finish(st, delivery_id, 401, "refused", err.message, None, err)
+        return _record(st, raw, 401, "refused", err.message, None, err)
     except WebhookError as err:
         target = security_log if err.http_status == 401 else log
         target.warning("desk %s: refused (%s): %s", desk_key, err.http_status, err.message)
-        return _finish(st, delivery_id, err.http_status, "refused", err.message, None, err)
+        return _record(st, raw, err.http_status, "refused", err.message, None, err)
+    except Exception as err:
+        # An adapter bug: keep the delivery and its traceback, then let the 500 happen so the
+        # desk retries (and `replay` can take it once the bug is fixed).
+        _record(st, raw, 500, "failed", traceback.format_exc()[-4000:], {"status": "failed"})
+        raise err
 
     own = [e for e in events if adapter.is_own_event(e)]
     events = [e for e in events if not adapter.is_own_event(e)]
     if not events:
         reason = "caused by the connector itself" if own else "no ticket event"
-        return _finish(st, delivery_id, 200, "ignored", reason, {"status": "ignored"}, key=key)
+        return _record(st, raw, 200, "ignored", reason, {"status": "ignored"}, key=key)
     try:
         with st.database.transaction() as session:
+            delivery_id = _insert_delivery(session, raw, 200, None, None, key)
             inserted = insert_events(session, desk_key, key, delivery_id, events, now)
-            row = session.get(InboundDelivery, delivery_id)
-            assert row is not None
-            row.delivery_key = key
-            row.status_code = 200
-            row.outcome = "accepted" if inserted else "duplicate"
+            outcome = "accepted" if inserted else "duplicate"
+            session.execute(
+                update(InboundDelivery)
+                .where(InboundDelivery.id == delivery_id)
+                .values(outcome=outcome)
+            )
     except (OperationalError, DBAPIError) as err:
         return _unavailable(err)
-    status = "accepted" if inserted else "duplicate"
-    return IntakeResult(200, {"status": status}, delivery_id=delivery_id, events=tuple(inserted))
+    return IntakeResult(200, {"status": outcome}, delivery_id=delivery_id, events=tuple(inserted))
 
 
-def _store_delivery(
-    st: ConnectorState,
-    desk_key: str,
-    headers: HeaderSource,
-    body: bytes,
-    content_type: str | None,
-    remote_ip: str | None,
-    now: datetime,
+@dataclass(frozen=True)
+class _Raw:
+    """A delivery as received, before it is stored."""
+
+    desk: str
+    headers: HeaderSource
+    body: bytes
+    content_type: str | None
+    remote_ip: str | None
+    received_at: datetime
+
+
+def _insert_delivery(
+    session: Session,
+    raw: _Raw,
+    status: int,
+    outcome: str | None,
+    error: str | None,
+    key: str | None,
 ) -> int:
-    with st.database.transaction() as session:
-        row = InboundDelivery(
-            desk=desk_key,
-            received_at=now,
-            remote_ip=remote_ip,
-            content_type=content_type,
-            headers={str(k): str(v) for k, v in headers.items()},
-            body=body,
+    stmt = (
+        insert(InboundDelivery)
+        .values(
+            desk=raw.desk,
+            received_at=raw.received_at,
+            remote_ip=raw.remote_ip,
+            content_type=raw.content_type,
+            headers={str(k): str(v) for k, v in raw.headers.items()},
+            body=raw.body,
+            delivery_key=key,
+            status_code=status,
+            outcome=outcome,
+            error=error,
         )
-        session.add(row)
-        session.flush()
-        return row.id
+        .returning(InboundDelivery.id)
+    )
+    return int(session.execute(stmt).scalar_one())
 
 
-def _finish(
+def _record(
     st: ConnectorState,
-    delivery_id: int,
+    raw: _Raw,
     status: int,
     outcome: str,
     message: str,
@@ -164,14 +189,10 @@ def _finish(
     *,
     key: str | None = None,
 ) -> IntakeResult:
+    """Store a delivery that brings no event (refused, ignored, failed) with its answer."""
     try:
         with st.database.transaction() as session:
-            row = session.get(InboundDelivery, delivery_id)
-            assert row is not None
-            row.status_code = status
-            row.outcome = outcome
-            row.error = message
-            row.delivery_key = key
+            delivery_id = _insert_delivery(session, raw, status, outcome, message, key)
     except (OperationalError, DBAPIError) as db_err:
         return _unavailable(db_err)
     if body is None:
@@ -182,6 +203,21 @@ def _finish(
 def event_key(delivery_key: str, index: int) -> str:
     """The dedup key of the ``index``-th event of a delivery (most deliveries carry one)."""
     return delivery_key if index == 0 else f"{delivery_key}#{index}"
+
+
+# Written once as SQL: SQLAlchemy does not cache its dialect-specific INSERT ... ON CONFLICT
+# constructs, and compiling one per delivery cost more than the database's work. SQLite (3.35+)
+# and PostgreSQL both take this statement.
+_INSERT_EVENT = text(
+    "INSERT INTO events (desk, delivery_key, delivery_id, ticket_key, type, payload, status,"
+    " attempts, created_at)"
+    " VALUES (:desk, :delivery_key, :delivery_id, :ticket_key, :type, :payload, :status,"
+    " :attempts, :created_at)"
+    " ON CONFLICT (desk, delivery_key) DO NOTHING RETURNING id"
+).bindparams(
+    bindparam("payload", type_=JSON()),
+    bindparam("created_at", type_=UTCDateTime()),
+)
 
 
 def insert_events(
@@ -210,17 +246,9 @@ def insert_events(
         }
         for i, event in enumerate(events)
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     inserted: list[int] = []
     for row in rows:
-        stmt = (
-            insert(Event)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=["desk", "delivery_key"])
-            .returning(Event.id)
-        )
-        new_id = session.execute(stmt).scalar_one_or_none()
+        new_id = session.execute(_INSERT_EVENT, row).scalar_one_or_none()
         if new_id is not None:
             inserted.append(new_id)
     return inserted

@@ -29,6 +29,7 @@ from adapters.base import (
     load_json_object,
     load_schema,
     normalize_headers,
+    schema_instance,
 )
 from adapters.errors import (
     AnomalousPayloadError,
@@ -196,7 +197,7 @@ class ZendeskAdapter(HelpdeskAdapter):
         self, data: dict[str, Any], kind: str, event_type: EventType, delivery_key: str
     ) -> TicketEvent:
         what = f"{kind} event"
-        envelope = load_schema(EnvelopeSchema(), data, adapter=self.key, what=what)
+        envelope = load_schema(schema_instance(EnvelopeSchema), data, adapter=self.key, what=what)
         detail: dict[str, Any] = envelope["detail"]
         payload: Mapping[str, Any] = envelope["event"] or {}
         requester_id: str | None = detail["requester_id"]
@@ -211,7 +212,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             return load_schema(schema, payload, adapter=self.key, what=what, prefix="event")
 
         if event_type is EventType.COMMENT_ADDED:
-            found = load(CommentAddedSchema())["comment"]
+            found = load(schema_instance(CommentAddedSchema))["comment"]
             author = (found["author"] or {}).get("id")
             by_requester = author is not None and author == requester_id
             public = found["is_public"]
@@ -222,17 +223,17 @@ class ZendeskAdapter(HelpdeskAdapter):
                 by_requester=by_requester,
             )
         elif event_type is EventType.TAGS_CHANGED:
-            change = load(TagsChangedSchema())
+            change = load(schema_instance(TagsChangedSchema))
             tags_added = tuple(change["tags_added"] or ())
             tags_removed = tuple(change["tags_removed"] or ())
         elif event_type is EventType.FIELDS_CHANGED:
-            change = load(CustomFieldChangedSchema())
+            change = load(schema_instance(CustomFieldChangedSchema))
             name = self._field_names.get(change["custom_field"]["id"])
             value = field_text(change["current"])
             if name is not None and value:
                 fields[name] = value
         elif event_type in (EventType.STATUS_CHANGED, EventType.PRIORITY_CHANGED):
-            current = load(ValueChangedSchema())["current"]
+            current = load(schema_instance(ValueChangedSchema))["current"]
             if event_type is EventType.STATUS_CHANGED and status is None:
                 status = current
             if event_type is EventType.PRIORITY_CHANGED and priority is None:
@@ -263,7 +264,10 @@ class ZendeskAdapter(HelpdeskAdapter):
 
     def _from_trigger(self, data: dict[str, Any], delivery_key: str) -> TicketEvent:
         body = load_schema(
-            TriggerBodySchema(), data, adapter=self.key, what="connector trigger body"
+            schema_instance(TriggerBodySchema),
+            data,
+            adapter=self.key,
+            what="connector trigger body",
         )
         ticket: dict[str, Any] = body["ticket"]
         requester: dict[str, Any] = body["requester"] or {}
