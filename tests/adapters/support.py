@@ -61,3 +61,25 @@ class AdapterSupport:
         import json
 
         return {str(k): str(v) for k, v in json.loads(sidecar.read_text()).items()}
+
+
+#: Pass as the value to :func:`set_path` to delete the key instead.
+DELETE = object()
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set (or, with :data:`DELETE`, remove) ``a.b.0.c`` in a payload, to build a variant of a
+    fixture; a numeric part indexes a list."""
+    *parents, last = path.split(".")
+    node: Any = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if value is DELETE:
+        if isinstance(node, list):
+            del node[int(last)]
+        else:
+            del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value

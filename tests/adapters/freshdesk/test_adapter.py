@@ -33,7 +33,9 @@ from tests.adapters.freshdesk.support import (
     fixture_json,
     freshdesk_desk,
 )
+from tests.adapters.support import DELETE as _DELETE
 from tests.adapters.support import FIXTURES
+from tests.adapters.support import set_path as _set
 
 NOW = datetime(2025, 2, 3, 17, 21, 0, tzinfo=UTC)
 
@@ -529,20 +531,6 @@ def test_bodies_that_are_not_json_objects(adapter: FreshdeskAdapter, body: bytes
     with pytest.raises(AnomalousPayloadError) as caught:
         adapter.parse({}, body, delivery_key="k")
     assert list(caught.value.errors) == ["$"]
-
-
-_DELETE = object()
-
-
-def _set(data: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node: Any = data
-    for part in parents:
-        node = node[part]
-    if value is _DELETE:
-        del node[last]
-    else:
-        node[last] = value
 
 
 @pytest.mark.parametrize(

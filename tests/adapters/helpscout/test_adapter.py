@@ -32,6 +32,8 @@ from tests.adapters.helpscout.support import (
     make_desk,
     signature,
 )
+from tests.adapters.support import DELETE as _DELETE
+from tests.adapters.support import set_path as _set
 
 NOW = datetime(2025, 2, 3, 17, 21, 0, tzinfo=UTC)
 SECRET = "s3cret-current"
@@ -516,22 +518,6 @@ def test_bodies_that_are_not_conversations(
     with pytest.raises(AnomalousPayloadError) as caught:
         adapter.parse({"X-HelpScout-Event": "convo.created"}, body, delivery_key="k")
     assert path in caught.value.errors
-
-
-_DELETE = object()
-
-
-def _set(data: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node: Any = data
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if value is _DELETE:
-        del node[last]
-    elif isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,9 @@ from adapters.errors import (
 from adapters.zammad import ZammadAdapter
 from adapters.zammad.schemas import EVENT_TYPES, html_to_text, parse_zammad_time
 from rules.events import Comment, EventType, TicketEvent, TicketStatus
+from tests.adapters.support import DELETE as _DELETE
 from tests.adapters.support import FIXTURES
+from tests.adapters.support import set_path as _set
 from tests.adapters.zammad.support import (
     API_USER,
     SECRET,
@@ -531,20 +533,6 @@ def test_bodies_that_are_not_json_objects(adapter: ZammadAdapter, body: bytes) -
     with pytest.raises(AnomalousPayloadError) as caught:
         adapter.parse({}, body, delivery_key="k")
     assert list(caught.value.errors) == ["$"]
-
-
-_DELETE = object()
-
-
-def _set(data: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node: Any = data
-    for part in parents:
-        node = node[part]
-    if value is _DELETE:
-        del node[last]
-    else:
-        node[last] = value
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ from adapters.zendesk import ZendeskAdapter
 from adapters.zendesk.schemas import EVENT_TYPES
 from connector.config import DeskSettings
 from rules.events import Comment, EventType, TicketEvent, TicketStatus
+from tests.adapters.support import DELETE as _DELETE
+from tests.adapters.support import set_path as _set
 
 Signer = Callable[[str, str, bytes], str]
 NOW = datetime(2025, 1, 8, 12, 0, 0, tzinfo=UTC)
@@ -604,20 +606,6 @@ def test_bodies_that_are_not_json_objects(adapter: ZendeskAdapter, body: bytes, 
     with pytest.raises(AnomalousPayloadError) as caught:
         adapter.parse({}, body, delivery_key="k")
     assert list(caught.value.errors) == [path]
-
-
-def _set(data: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node: Any = data
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if value is _DELETE:
-        del node[last]
-    else:
-        node[last] = value
-
-
-_DELETE = object()
 
 
 @pytest.mark.parametrize(
