@@ -945,6 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-processes", default="1,2", help="worker process counts")
     parser.add_argument("--profile", action="store_true", help="profile the intake always")
     parser.add_argument("--no-profile", action="store_true", help="never profile")
+    parser.add_argument("--no-worker", action="store_true", help="measure the intake only")
     parser.add_argument("--profile-requests", type=int, default=300)
     args = parser.parse_args(argv)
 
@@ -1007,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
                     if args.profile or (short and not args.no_profile):
                         _progress(f"{kind:<10} profiling the intake in-process")
                         profiles[kind] = profile_intake(url, desk_url, args.profile_requests)
+                if args.no_worker:
+                    continue
                 with scratch_database(kind, server) as url:
                     runs, found = measure_worker(url, desk_url, args.events, levels)
                     workers[kind] = runs

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -173,6 +173,15 @@ class Database:
         bind = self._deferred if read_only and self.dialect == "sqlite" else self.engine
         with self.sessions(bind=bind) as session, session.begin():
             yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A Core connection in one write transaction: committed on success, rolled back on
+        error. For hot paths that run a few prepared statements and need no ORM (the intake).
+        """
+        self.ensure_schema()
+        with self.engine.begin() as connection:
+            yield connection
 
     def run_in_transaction(self, fn: Callable[[Session], T], *, attempts: int = 5) -> T:
         """Run ``fn(session)`` in a transaction, retried on serialization failures.

@@ -1,10 +1,11 @@
 """The fast path of a webhook: store, verify, parse, deduplicate, answer. No network IO.
 
-The order is fixed (architecture.md): the raw delivery is saved first, in its own
-transaction, so a refused or broken delivery keeps its body and error; then the signature is
-checked over the raw bytes, the body parsed into events, and the events inserted unique on
-(desk, delivery key) and marked pending for the worker. Each step commits before the next
-starts, so a slow or unreachable help desk can never make a webhook fail.
+The signature is checked over the raw bytes and the body parsed into events in memory
+first (pure computation); then ONE transaction stores the raw delivery with its outcome and
+inserts its events unique on (desk, delivery key), pending for the worker. A refused, ignored
+or broken delivery is stored all the same, with its error. The help desk is never called, so
+a slow or unreachable desk can never make a webhook fail; a database that cannot be reached
+is answered 503 and the desk retries (docs/decisions.md, "One transaction per delivery").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, insert, select, text, update
+from sqlalchemy import JSON, Connection, LargeBinary, bindparam, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -124,18 +125,19 @@ def receive(
     if not events:
         reason = "caused by the connector itself" if own else "no ticket event"
         return _record(st, raw, 200, "ignored", reason, {"status": "ignored"}, key=key)
+    # Everything is computed before the transaction starts, so the write lock (SQLite) and
+    # the row locks (PostgreSQL) are held for two statements and the commit only.
+    delivery_row = _delivery_row(raw, 200, "accepted", None, key)
+    event_rows = event_params(desk_key, key, events, now)
     try:
-        with st.database.transaction() as session:
-            delivery_id = _insert_delivery(session, raw, 200, None, None, key)
-            inserted = insert_events(session, desk_key, key, delivery_id, events, now)
-            outcome = "accepted" if inserted else "duplicate"
-            session.execute(
-                update(InboundDelivery)
-                .where(InboundDelivery.id == delivery_id)
-                .values(outcome=outcome)
-            )
+        with st.database.connection() as connection:
+            delivery_id = int(connection.execute(_INSERT_DELIVERY, delivery_row).scalar_one())
+            inserted = _insert_event_rows(connection, event_rows, delivery_id)
+            if not inserted:  # every event was taken before: a retry of the desk
+                connection.execute(_MARK_DUPLICATE, {"id": delivery_id})
     except (OperationalError, DBAPIError) as err:
         return _unavailable(err)
+    outcome = "accepted" if inserted else "duplicate"
     return IntakeResult(200, {"status": outcome}, delivery_id=delivery_id, events=tuple(inserted))
 
 
@@ -151,31 +153,38 @@ class _Raw:
     received_at: datetime
 
 
-def _insert_delivery(
-    session: Session,
-    raw: _Raw,
-    status: int,
-    outcome: str | None,
-    error: str | None,
-    key: str | None,
-) -> int:
-    stmt = (
-        insert(InboundDelivery)
-        .values(
-            desk=raw.desk,
-            received_at=raw.received_at,
-            remote_ip=raw.remote_ip,
-            content_type=raw.content_type,
-            headers={str(k): str(v) for k, v in raw.headers.items()},
-            body=raw.body,
-            delivery_key=key,
-            status_code=status,
-            outcome=outcome,
-            error=error,
-        )
-        .returning(InboundDelivery.id)
-    )
-    return int(session.execute(stmt).scalar_one())
+# The intake's statements are SQL written once: building an ORM or Core insert per delivery
+# (and, for ON CONFLICT, compiling it: SQLAlchemy does not cache the dialect constructs) cost
+# more than the database's own work. SQLite (3.35+) and PostgreSQL both take them.
+_INSERT_DELIVERY = text(
+    "INSERT INTO inbound_deliveries (desk, received_at, remote_ip, content_type, headers, body,"
+    " delivery_key, status_code, outcome, error)"
+    " VALUES (:desk, :received_at, :remote_ip, :content_type, :headers, :body,"
+    " :delivery_key, :status_code, :outcome, :error) RETURNING id"
+).bindparams(
+    bindparam("received_at", type_=UTCDateTime()),
+    bindparam("headers", type_=JSON()),
+    bindparam("body", type_=LargeBinary()),
+)
+
+_MARK_DUPLICATE = text("UPDATE inbound_deliveries SET outcome = 'duplicate' WHERE id = :id")
+
+
+def _delivery_row(
+    raw: _Raw, status: int, outcome: str | None, error: str | None, key: str | None
+) -> dict[str, Any]:
+    return {
+        "desk": raw.desk,
+        "received_at": raw.received_at,
+        "remote_ip": raw.remote_ip,
+        "content_type": raw.content_type,
+        "headers": {str(k): str(v) for k, v in raw.headers.items()},
+        "body": raw.body,
+        "delivery_key": key,
+        "status_code": status,
+        "outcome": outcome,
+        "error": error,
+    }
 
 
 def _record(
@@ -190,9 +199,10 @@ def _record(
     key: str | None = None,
 ) -> IntakeResult:
     """Store a delivery that brings no event (refused, ignored, failed) with its answer."""
+    row = _delivery_row(raw, status, outcome, message, key)
     try:
-        with st.database.transaction() as session:
-            delivery_id = _insert_delivery(session, raw, status, outcome, message, key)
+        with st.database.connection() as connection:
+            delivery_id = int(connection.execute(_INSERT_DELIVERY, row).scalar_one())
     except (OperationalError, DBAPIError) as db_err:
         return _unavailable(db_err)
     if body is None:
@@ -205,9 +215,6 @@ def event_key(delivery_key: str, index: int) -> str:
     return delivery_key if index == 0 else f"{delivery_key}#{index}"
 
 
-# Written once as SQL: SQLAlchemy does not cache its dialect-specific INSERT ... ON CONFLICT
-# constructs, and compiling one per delivery cost more than the database's work. SQLite (3.35+)
-# and PostgreSQL both take this statement.
 _INSERT_EVENT = text(
     "INSERT INTO events (desk, delivery_key, delivery_id, ticket_key, type, payload, status,"
     " attempts, created_at)"
@@ -220,8 +227,39 @@ _INSERT_EVENT = text(
 )
 
 
+def event_params(
+    desk_key: str, key: str, events: Sequence[TicketEvent], now: datetime
+) -> list[dict[str, Any]]:
+    """The rows of ``events`` as pending, without their delivery id (see :func:`insert_events`)."""
+    return [
+        {
+            "desk": desk_key,
+            "delivery_key": event_key(key, i),
+            "ticket_key": f"{desk_key}:{event.ticket_id}",
+            "type": event.type.value,
+            "payload": event_to_json(event),
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+        }
+        for i, event in enumerate(events)
+    ]
+
+
+def _insert_event_rows(
+    executor: Connection | Session, rows: list[dict[str, Any]], delivery_id: int | None
+) -> list[int]:
+    inserted: list[int] = []
+    for row in rows:
+        row["delivery_id"] = delivery_id
+        new_id = executor.execute(_INSERT_EVENT, row).scalar_one_or_none()
+        if new_id is not None:
+            inserted.append(new_id)
+    return inserted
+
+
 def insert_events(
-    session: Session,
+    executor: Connection | Session,
     desk_key: str,
     key: str,
     delivery_id: int | None,
@@ -232,26 +270,7 @@ def insert_events(
 
     ``delivery_id`` is ``None`` for events that came with no delivery (the approval page).
     """
-    rows = [
-        {
-            "desk": desk_key,
-            "delivery_key": event_key(key, i),
-            "delivery_id": delivery_id,
-            "ticket_key": f"{desk_key}:{event.ticket_id}",
-            "type": event.type.value,
-            "payload": event_to_json(event),
-            "status": "pending",
-            "attempts": 0,
-            "created_at": now,
-        }
-        for i, event in enumerate(events)
-    ]
-    inserted: list[int] = []
-    for row in rows:
-        new_id = session.execute(_INSERT_EVENT, row).scalar_one_or_none()
-        if new_id is not None:
-            inserted.append(new_id)
-    return inserted
+    return _insert_event_rows(executor, event_params(desk_key, key, events, now), delivery_id)
 
 
 def replay(st: ConnectorState, delivery_id: int) -> IntakeResult:

@@ -265,8 +265,9 @@ class LedgerEntry(Base):
 class InboundDelivery(Base):
     """Every raw webhook delivery, retries included (never unique), kept even when refused.
 
-    Saved in its own transaction before the signature is checked, so a failure keeps its
-    error; pruned by the retention job.
+    Stored with its outcome (and its events, when accepted) in one transaction after the
+    signature check and parse, so a refused delivery keeps its error; pruned by the retention
+    job.
     """
 
     __tablename__ = "inbound_deliveries"
@@ -409,7 +410,25 @@ class ExpiryNotice(Base):
     queued_at: Mapped[datetime]
 
 
+class AdminAudit(Base):
+    """One change made through the admin console: who (the admin token's name), what, to what.
+
+    ``target`` names the row changed (``customer:12``, ``outbox:7``); ``details`` holds the
+    change's figures (amounts, dates, counts), never a secret.
+    """
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str]
+    action: Mapped[str]
+    target: Mapped[str] = mapped_column(index=True)
+    details: Mapped[dict[str, object]] = mapped_column(JSON)
+
+
 __all__: list[str] = [
+    "AdminAudit",
     "AppSecret",
     "Base",
     "Event",
