@@ -16,6 +16,7 @@ from adapters.base import HelpdeskAdapter
 from adapters.errors import AdapterRegistryError
 from adapters.freshdesk import FreshdeskAdapter
 from adapters.helpscout import HelpScoutAdapter
+from adapters.rt import RTAdapter
 from adapters.zammad import ZammadAdapter
 from adapters.zendesk import ZendeskAdapter
 
@@ -27,7 +28,7 @@ ENTRY_POINT_GROUP = "care_connector.adapters"
 #: The built-in adapters, by key.
 ADAPTERS: dict[str, type[HelpdeskAdapter]] = {
     adapter.key: adapter
-    for adapter in (ZendeskAdapter, HelpScoutAdapter, FreshdeskAdapter, ZammadAdapter)
+    for adapter in (ZendeskAdapter, HelpScoutAdapter, FreshdeskAdapter, ZammadAdapter, RTAdapter)
 }
 
 

@@ -131,7 +131,8 @@ def install_command(desk: str, public_url: str) -> None:
         adapter.install_plan(public_url)
         result = adapter.install(public_url, st.client(desk))
     except ValueError as err:
-        raise CommandError(f"--url {public_url!r}: {err}") from err
+        # A bad URL or desk setting: the adapter's message names which.
+        raise CommandError(f"--desk {desk}: {err}") from err
     except HelpdeskAPIError as err:
         raise CommandError(f"{desk}: the help desk refused: {err}", 1) from err
     for line in result.describe():
@@ -157,12 +158,13 @@ def _serve_until_signalled() -> threading.Event:
 @click.option("--idle", default=0.5, show_default=True, help="Seconds to sleep when idle.")
 @with_appcontext
 def worker_command(idle: float) -> None:
-    """Run the processing worker and the outbox worker until SIGTERM or Ctrl-C."""
-    from connector.runner import loop
+    """Run the processing worker and the outbox worker (a thread each) until SIGTERM or
+    Ctrl-C."""
+    from connector.runner import loop_in_threads
 
     stop = _serve_until_signalled()
     click.echo("worker: processing events and sending write-backs (Ctrl-C to stop)")
-    loop(state(), stop, idle_seconds=idle)
+    loop_in_threads(state(), stop, idle_seconds=idle)
 
 
 @click.command("run")
