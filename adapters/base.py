@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -249,9 +250,11 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def load_json_object(body: bytes, *, adapter: str) -> dict[str, Any]:
-    """The body as a JSON object.
+    """The body as a JSON object; NUL and lone surrogates (``\\u0000``, ``\\ud800``) in its
+    strings are read as U+FFFD, so that everything taken from it can be stored.
 
-    :raises AnomalousPayloadError: not UTF-8, not JSON, or not an object.
+    :raises AnomalousPayloadError: not UTF-8, not JSON, not an object, or nested more than
+        :data:`MAX_JSON_DEPTH` levels.
     """
     try:
         data = json.loads(body.decode("utf-8"))
@@ -276,7 +279,56 @@ def load_json_object(body: bytes, *, adapter: str) -> dict[str, Any]:
             adapter=adapter,
             errors={"$": ["expected a JSON object"]},
         )
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(data):
+        raise AnomalousPayloadError(
+            f"body is nested more than {MAX_JSON_DEPTH} levels deep",
+            adapter=adapter,
+            errors={"$": ["nested too deeply"]},
+        )
+    if _SUSPECT_ESCAPE.search(body):
+        cleaned: dict[str, Any] = _storable(data)
+        return cleaned
     return data
+
+
+#: The deepest JSON body accepted. Vendor payloads nest about ten levels; the limit keeps the
+#: recursive helpers that read a payload (placeholders, ``{"value": ...}`` options) far from
+#: Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+# A JSON escape that may decode to text no database stores: NUL, or a UTF-16 surrogate (a
+# lone one stays a surrogate in Python; the drivers refuse to encode it).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(node: Any) -> Any:
+    """``node`` with NUL and lone surrogates in its strings and keys made U+FFFD, so that
+    ids, keys and texts taken from it can be stored (PostgreSQL refuses NUL in text, both
+    drivers refuse surrogates). Called on bodies already known to nest at most
+    :data:`MAX_JSON_DEPTH` levels."""
+    if isinstance(node, str):
+        return _UNSTORABLE.sub("\ufffd", node)
+    if isinstance(node, dict):
+        return {_UNSTORABLE.sub("\ufffd", key): _storable(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_storable(item) for item in node]
+    return node
+
+
+def _too_deep(data: dict[str, Any] | list[Any]) -> bool:
+    """Whether ``data`` nests deeper than :data:`MAX_JSON_DEPTH` (walked without recursion)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 @functools.cache
@@ -591,6 +643,15 @@ class HelpdeskClient(BaseHelpdeskClient, abc.ABC):
             the outbox dead-letters the notice with a message saying so.
         """
         raise UnsupportedOperationError("notify_customer", adapter=self.desk.adapter)
+
+    def check_credentials(self) -> str:
+        """Make one cheap authenticated read (``care-connector config check``) and say whose
+        credentials they are (``"user 900 Care Bot <bot@example.com>"``).
+
+        :raises HelpdeskAPIError: the desk refused the credentials, or could not be reached.
+        :raises UnsupportedOperationError: this adapter has no such check (the default).
+        """
+        raise UnsupportedOperationError("check_credentials", adapter=self.desk.adapter)
 
     @staticmethod
     def _check_marker(body: str, marker: str) -> None:

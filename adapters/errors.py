@@ -22,11 +22,15 @@ Two families:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl
 
 if TYPE_CHECKING:
     import requests
@@ -189,6 +193,10 @@ class HelpdeskAPIError(Exception):
             body = response.text
         except Exception:  # a body in an unknown encoding must not hide the status
             body = ""
+        # A proxy or a desk may echo the request: its credentials must not end up in the
+        # message, which is logged, stored with the write-back and shown to admins.
+        for secret in _sent_credentials(request):
+            body = body.replace(secret, "***")
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now=now)
         summary = " ".join(body.split())[:200]
         message = f"{method} {url}: HTTP {response.status_code}" + (
@@ -202,6 +210,33 @@ class HelpdeskAPIError(Exception):
             method=method,
             url=url,
         )
+
+
+_SECRET_FIELD = re.compile(r"secret|password|token|key", re.IGNORECASE)
+
+
+def _sent_credentials(request: Any) -> list[str]:
+    """The credentials ``request`` carried, longest first: its ``Authorization`` value (whole,
+    after the scheme, after ``token=``, and a Basic pair decoded) and the values of form
+    fields named like secrets (an OAuth token request's ``client_secret``)."""
+    if request is None:
+        return []
+    found: list[str] = []
+    authorization = str(request.headers.get("Authorization") or "")
+    scheme, _, credential = authorization.strip().partition(" ")
+    found += [authorization, credential, credential.partition("=")[2]]
+    if scheme.lower() == "basic":
+        try:
+            pair = base64.b64decode(credential, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            pair = ""
+        found += [pair, pair.partition(":")[2]]
+    body = request.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and "=" in body and not body.lstrip().startswith(("{", "[")):
+        found += [value for name, value in parse_qsl(body) if _SECRET_FIELD.search(name)]
+    return sorted({s for s in found if len(s) >= 6}, key=len, reverse=True)
 
 
 class HelpdeskHostError(HelpdeskAPIError):

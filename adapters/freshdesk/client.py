@@ -15,6 +15,8 @@ internal note               ``POST /api/v2/tickets/{id}/notes`` ``{"body", "priv
 public reply                ``POST /api/v2/tickets/{id}/reply`` ``{"body"}``
 marker read-back            ``GET /api/v2/tickets/{id}/conversations`` (paginated)
 requester                   ``GET /api/v2/contacts/{id}``
+notice to a customer        ``POST /api/v2/tickets/outbound_email`` (see
+                            :meth:`FreshdeskClient.notify_customer`)
 ==========================  ==============================================================
 
 Bodies of notes and replies are HTML in Freshdesk: the connector's plain text is escaped and
@@ -79,6 +81,13 @@ def _fold(tags: Sequence[str]) -> set[str]:
     return {tag.casefold() for tag in tags}
 
 
+def _address(email: str) -> str:
+    address = email.strip()
+    if "@" not in address or any(ch.isspace() for ch in address):
+        raise ValueError(f"not an email address: {email!r}")
+    return address
+
+
 class FreshdeskClient(HelpdeskClient):
     """REST client for one Freshdesk account (``https://<domain>.freshdesk.com``)."""
 
@@ -88,6 +97,16 @@ class FreshdeskClient(HelpdeskClient):
     max_pages: ClassVar[int] = 300
 
     def __init__(self, desk: DeskConfig, session: requests.Session | None = None) -> None:
+        raw = desk.options.get("email_config_id")
+        text = "" if raw is None else str(raw).strip()
+        if isinstance(raw, bool) or (text and not _NUMERIC_ID.fullmatch(text)):
+            raise ValueError(
+                f"desk {desk.key!r}: options.email_config_id must be a Freshdesk email config "
+                f"id (a number), got {raw!r}"
+            )
+        #: The email config notices are sent from: the option, else the desk's primary one
+        #: (read once, by :meth:`notice_email_config`).
+        self._email_config_id: int | None = int(text) if text else None
         super().__init__(desk, session)
 
     def _auth_headers(self) -> dict[str, str]:
@@ -202,6 +221,88 @@ class FreshdeskClient(HelpdeskClient):
         tid = _numeric("ticket", ticket_id)
         self._post(f"/api/v2/tickets/{tid}/reply", {"body": text_to_html(body)})
 
+    def notify_customer(self, email: str, subject: str, body: str, *, marker: str) -> None:
+        """``POST /api/v2/tickets/outbound_email``: Freshdesk's outbound email, a new ticket
+        whose requester is the customer (added as a contact if Freshdesk has none with this
+        address) and whose description, the message as HTML, Freshdesk emails to them from
+        the email config :meth:`notice_email_config` names. Freshdesk creates it closed (its
+        default for outbound email), so it waits in no queue until the customer answers.
+
+        Before creating, the customer's tickets are read back: ``GET
+        /api/v2/contacts?email=...``, then ``GET /api/v2/tickets?requester_id=...
+        &include=description`` (Freshdesk lists the tickets of the last 30 days, which covers
+        every retry); one whose description carries ``[care:<marker>]`` was created by an
+        earlier try whose answer was lost, and nothing is sent.
+
+        :raises ValueError: ``email`` is not an address, or ``body`` lacks its marker line.
+        :raises HelpdeskAPIError: permanent when no email config can be found.
+        """
+        self._check_marker(body, marker)
+        address = _address(email)
+        if self._notice_sent(address, marker):
+            return
+        self._post(
+            "/api/v2/tickets/outbound_email",
+            {
+                "email": address,
+                "subject": subject,
+                "description": text_to_html(body),
+                "email_config_id": self.notice_email_config(),
+            },
+        )
+
+    def _notice_sent(self, address: str, marker: str) -> bool:
+        """Whether a ticket of the contact ``address`` carries ``marker`` in its description."""
+        contacts = self._get("/api/v2/contacts", params={"email": address})
+        if not isinstance(contacts, list):
+            raise HelpdeskAPIError(
+                "GET /api/v2/contacts: the answer is not a list", permanent=False
+            )
+        needles = {marker_tag(marker), html.escape(marker_tag(marker), quote=False)}
+        for contact in contacts:
+            contact_id = contact.get("id") if isinstance(contact, dict) else None
+            if not isinstance(contact_id, int) or isinstance(contact_id, bool):
+                continue
+            params: dict[str, str | int] = {"requester_id": contact_id, "include": "description"}
+            for ticket in self._pages("/api/v2/tickets", params=params):
+                for key in ("description_text", "description"):
+                    value = ticket.get(key)
+                    if isinstance(value, str) and any(needle in value for needle in needles):
+                        return True
+        return False
+
+    def notice_email_config(self) -> int:
+        """The email config notices go out from: ``options.email_config_id``, else the
+        desk's primary active one, the lowest id if several products have one (``GET
+        /api/v2/email_configs``, read once per client).
+
+        :raises HelpdeskAPIError: permanent when the desk has no primary email config.
+        """
+        if self._email_config_id is not None:
+            return self._email_config_id
+        configs = self._get("/api/v2/email_configs")
+        if not isinstance(configs, list):
+            raise HelpdeskAPIError(
+                "GET /api/v2/email_configs: the answer is not a list", permanent=False
+            )
+        primary: list[int] = sorted(
+            config["id"]
+            for config in configs
+            if isinstance(config, dict)
+            and config.get("primary_role") is True
+            and config.get("active", True) is not False
+            and isinstance(config.get("id"), int)
+            and not isinstance(config.get("id"), bool)
+        )
+        if not primary:
+            raise HelpdeskAPIError(
+                f"desk {self.desk.key!r}: Freshdesk lists no active primary email config to "
+                "send the notice from; set options.email_config_id",
+                permanent=True,
+            )
+        self._email_config_id = primary[0]
+        return primary[0]
+
     # ----------------------------------------------------------------------------------------
     # Reads
 
@@ -303,6 +404,25 @@ class FreshdeskClient(HelpdeskClient):
         rid = _numeric("automation rule", rule_id)
         path = f"/api/v2/automations/{_automation_type(automation_type)}/rules/{rid}"
         self._put(path, dict(rule))
+
+    # ----------------------------------------------------------------------------------------
+    # Configuration check
+
+    def check_credentials(self) -> str:
+        """``GET /api/v2/agents/me``: the agent the API key belongs to."""
+        if "Authorization" not in self._headers:
+            raise HelpdeskAPIError(
+                f"desk {self.desk.key!r} has no API key: set api_key_env", permanent=True
+            )
+        data = self._get("/api/v2/agents/me")
+        if not isinstance(data, dict) or data.get("id") is None:
+            raise HelpdeskAPIError("GET /api/v2/agents/me: the answer has no agent id")
+        contact = data.get("contact")
+        if not isinstance(contact, dict):
+            contact = {}
+        name, email = _text(contact.get("name")), _text(contact.get("email"))
+        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
+        return f"agent {data['id']}" + (f" {who}" if who else "")
 
 
 def _automation_type(value: int) -> int:

@@ -15,6 +15,9 @@ the priority tag with the other tags, so :meth:`HelpScoutClient.set_priority` re
 Rate limits answer 429 with ``X-RateLimit-Retry-After`` (seconds), not ``Retry-After``
 (https://developer.helpscout.com/mailbox-api/overview/rate-limiting); both are read. Writes
 count twice against the limit, so tag writes that change nothing are not sent.
+
+Notices outside a conversation (:meth:`HelpScoutClient.notify_customer`) open a conversation
+in the mailbox ``options.mailbox_id``, or the only one ``options.mailbox_ids`` lists.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ TOKEN_PATH = "/v2/oauth2/token"
 RATE_LIMIT_HEADER = "X-RateLimit-Retry-After"
 
 _NUMERIC_ID = re.compile(r"[0-9]{1,20}")
+#: Notice markers go into a search query as they are: no character the search reads as syntax.
+_SEARCHABLE_MARKER = re.compile(r"[A-Za-z0-9._]{1,200}")
 
 
 def _numeric(kind: str, value: str | int) -> str:
@@ -86,8 +91,10 @@ def tag_names(conversation: Mapping[str, Any]) -> list[str]:
 class HelpScoutClient(HelpdeskClient):
     """REST client for one Help Scout account (``base_url`` ``https://api.helpscout.net``).
 
-    :param desk: the desk; ``client_id`` and ``client_secret`` (or a fixed ``token``).
+    :param desk: the desk; ``client_id`` and ``client_secret`` (or a fixed ``token``), and
+        the mailbox notices go to (``options.mailbox_id``, see :meth:`notify_customer`).
     :param clock: monotonic seconds, for the token's expiry (tests pass their own).
+    :raises ValueError: an ``options.mailbox_id`` that is not a mailbox id.
     """
 
     #: Threads and webhooks per page are Help Scout's; this stops a runaway pagination.
@@ -108,6 +115,7 @@ class HelpScoutClient(HelpdeskClient):
     ) -> None:
         super().__init__(desk, session)
         self.clock = clock
+        self.notice_mailbox = _notice_mailbox(desk)
         self._client_id = (desk.client_id or "").strip()
         self._client_secret = (desk.client_secret or "").strip()
         fixed = (desk.token or "").strip()
@@ -361,6 +369,63 @@ class HelpScoutClient(HelpdeskClient):
             f"/v2/conversations/{cid}/reply", {"customer": {"id": customer_id}, "text": body}
         )
 
+    def notify_customer(self, email: str, subject: str, body: str, *, marker: str) -> None:
+        """``POST /v2/conversations``: a new, closed email conversation in the notice
+        mailbox with the customer (created by Help Scout if it has none with this address),
+        whose one thread is a ``reply`` to them: Help Scout emails it from the mailbox. A
+        reply from the customer reopens the conversation.
+
+        Before creating, ``GET /v2/conversations?mailbox=...&status=all
+        &query=(body:"<marker>")`` looks for a conversation an earlier try created, and each
+        one found is confirmed by its threads (:meth:`has_marker`): if one carries
+        ``[care:<marker>]``, nothing is sent.
+
+        Limitation: Help Scout has no field to look a conversation up by directly, so the
+        read-back is a search, which sees a new conversation only once Help Scout has indexed
+        it; a retry inside that window can send the notice a second time.
+
+        :raises ValueError: ``email`` is not an address, ``body`` lacks its marker line, or
+            ``marker`` has characters other than letters, digits, ``.`` and ``_``.
+        :raises HelpdeskAPIError: permanent when no notice mailbox is configured.
+        """
+        self._check_marker(body, marker)
+        address = email.strip()
+        if "@" not in address or any(ch.isspace() for ch in address):
+            raise ValueError(f"not an email address: {email!r}")
+        if not _SEARCHABLE_MARKER.fullmatch(marker):
+            raise ValueError(
+                f"a notice marker must be letters, digits, '.' and '_' (it is searched for), "
+                f"got {marker!r}"
+            )
+        mailbox = self.notice_mailbox
+        if mailbox is None:
+            raise HelpdeskAPIError(
+                f"desk {self.desk.key!r}: no Help Scout mailbox to send the notice from; set "
+                "options.mailbox_id",
+                permanent=True,
+            )
+        query: dict[str, str | int] = {
+            "mailbox": mailbox,
+            "status": "all",
+            "query": f'(body:"{marker}")',
+        }
+        for conversation in self._pages("/v2/conversations", "conversations", params=query):
+            found = conversation.get("id")
+            if isinstance(found, int | str) and not isinstance(found, bool):
+                if _NUMERIC_ID.fullmatch(str(found)) and self.has_marker(str(found), marker):
+                    return  # created by an earlier try whose answer was lost
+        self._post(
+            "/v2/conversations",
+            {
+                "subject": subject,
+                "customer": {"email": address},
+                "mailboxId": mailbox,
+                "type": "email",
+                "status": "closed",
+                "threads": [{"type": "reply", "customer": {"email": address}, "text": body}],
+            },
+        )
+
     # ----------------------------------------------------------------------------------------
     # Reads
 
@@ -449,6 +514,46 @@ class HelpScoutClient(HelpdeskClient):
         """``PUT /v2/webhooks/{id}`` with the whole webhook (204)."""
         wid = _numeric("webhook", webhook_id)
         self._put(f"/v2/webhooks/{wid}", dict(webhook))
+
+    # ----------------------------------------------------------------------------------------
+    # Configuration check
+
+    def check_credentials(self) -> str:
+        """``GET /v2/users/me`` (after fetching a token with the client credentials): the
+        user the OAuth app acts as."""
+        data = self._get("/v2/users/me")
+        if not isinstance(data, dict) or data.get("id") is None:
+            raise HelpdeskAPIError("GET /v2/users/me: the answer has no user id")
+        name = " ".join(
+            part for part in (_text(data.get("firstName")), _text(data.get("lastName"))) if part
+        )
+        email = _text(data.get("email"))
+        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
+        return f"user {data['id']}" + (f" {who}" if who else "")
+
+
+def _notice_mailbox(desk: DeskConfig) -> int | None:
+    """``options.mailbox_id``, else the only entry of ``options.mailbox_ids``; ``None``
+    when neither names one.
+
+    :raises ValueError: ``options.mailbox_id`` is not a number.
+    """
+    raw = desk.options.get("mailbox_id")
+    if raw is not None:
+        text = str(raw).strip()
+        if isinstance(raw, bool) or not _NUMERIC_ID.fullmatch(text):
+            raise ValueError(
+                f"desk {desk.key!r}: options.mailbox_id must be a Help Scout mailbox id "
+                f"(a number), got {raw!r}"
+            )
+        return int(text)
+    listed = desk.options.get("mailbox_ids", ())
+    values = listed if isinstance(listed, list | tuple) else [listed]
+    if len(values) == 1 and not isinstance(values[0], bool):
+        text = str(values[0]).strip()
+        if _NUMERIC_ID.fullmatch(text):
+            return int(text)
+    return None
 
 
 def _first_email(customer: Mapping[str, Any]) -> str | None:

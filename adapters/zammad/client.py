@@ -15,6 +15,10 @@ desks': retryable, with ``Retry-After`` when sent.
 Priorities are written by id (``{"priority_id": 3}``): the desk's configuration names them
 (``"3 high"``, renamable by admins), so the client reads ``GET /api/v1/ticket_priorities`` once
 and keeps the names; an unknown name is read again once before it is refused.
+
+Notices outside a ticket (:meth:`ZammadClient.notify_customer`) open a ticket in the group
+``options.group`` (a name, or a number for the group's id; default ``"Users"``, the group a
+new Zammad starts with); that group's email address sends them.
 """
 
 from __future__ import annotations
@@ -31,14 +35,18 @@ import requests
 from adapters.base import DeskConfig, HelpdeskClient, Requester, marker_tag
 from adapters.errors import HelpdeskAPIError
 
-__all__ = ["AUTH_MODES", "REPLY_TYPES", "ZammadClient"]
+__all__ = ["AUTH_MODES", "DEFAULT_NOTICE_GROUP", "REPLY_TYPES", "ZammadClient"]
 
 #: Values of the desk option ``auth``.
 AUTH_MODES = ("token", "oauth", "basic")
 #: Values of the desk option ``reply_type``: how a public reply is written.
 REPLY_TYPES = ("email", "note")
+#: The group notices open their ticket in when the desk option ``group`` is not set.
+DEFAULT_NOTICE_GROUP = "Users"
 
 _NUMERIC_ID = re.compile(r"[0-9]{1,18}")
+#: Notice markers go into a search query as they are: no character the search reads as syntax.
+_SEARCHABLE_MARKER = re.compile(r"[A-Za-z0-9._]{1,200}")
 
 
 def _numeric(kind: str, value: str | int) -> str:
@@ -59,9 +67,11 @@ def _norm(name: str) -> str:
 class ZammadClient(HelpdeskClient):
     """REST client for one Zammad instance (``https://support.example.com``).
 
-    :param desk: the desk; ``options.auth`` picks the authentication and
-        ``options.reply_type`` how replies go out (see :meth:`add_reply`).
-    :raises ValueError: an unknown ``options.auth`` or ``options.reply_type``.
+    :param desk: the desk; ``options.auth`` picks the authentication,
+        ``options.reply_type`` how replies go out (see :meth:`add_reply`) and
+        ``options.group`` where notices open their ticket (see :meth:`notify_customer`).
+    :raises ValueError: an unknown ``options.auth`` or ``options.reply_type``, or an
+        ``options.group`` that is neither a name nor a group id.
     """
 
     #: Objects per page when listing webhooks and triggers (Zammad's default page is 500).
@@ -84,6 +94,7 @@ class ZammadClient(HelpdeskClient):
             )
         self.auth = auth
         self.reply_type = reply_type
+        self.notice_group = _notice_group(desk)
         # name (normalised) -> id of the active priorities, and id -> name of all of them;
         # read once per client, under a lock (worker threads share the client).
         self._priority_ids: dict[str, int] | None = None
@@ -172,6 +183,62 @@ class ZammadClient(HelpdeskClient):
             if recipient is not None:
                 article.update(type="email", to=recipient)
         self._post("/api/v1/ticket_articles", article)
+
+    def notify_customer(self, email: str, subject: str, body: str, *, marker: str) -> None:
+        """``POST /api/v1/tickets``: a new, closed ticket in the notice group whose customer
+        is ``guess:<email>`` (Zammad finds the user by address, or creates one), with the
+        message as its first article, an ``email`` to the customer, which Zammad sends from
+        the group's email address. A reply from the customer reopens the ticket as Zammad's
+        follow-up settings say.
+
+        Before creating, ``GET /api/v1/tickets/search?query=<marker>`` looks for a ticket an
+        earlier try created, and each one found is confirmed by its articles
+        (:meth:`has_marker`): if one carries ``[care:<marker>]``, nothing is sent.
+
+        Limitation: Zammad has no field to look a ticket up by directly, so the read-back is
+        a search. Without Elasticsearch it reads the database (titles and article bodies) and
+        sees a ticket as soon as it exists; with Elasticsearch it sees a ticket once Zammad's
+        background job has indexed it (usually seconds), and a retry inside that window can
+        send the notice a second time.
+
+        :raises ValueError: ``email`` is not an address, ``body`` lacks its marker line, or
+            ``marker`` has characters other than letters, digits, ``.`` and ``_``.
+        """
+        self._check_marker(body, marker)
+        address = _address(email)
+        if not _SEARCHABLE_MARKER.fullmatch(marker):
+            raise ValueError(
+                f"a notice marker must be letters, digits, '.' and '_' (it is searched for), "
+                f"got {marker!r}"
+            )
+        found = self._get("/api/v1/tickets/search", params={"query": marker, "limit": 20})
+        ids = found.get("tickets") if isinstance(found, dict) else None
+        if not isinstance(ids, list):
+            raise HelpdeskAPIError(
+                "GET /api/v1/tickets/search: the answer has no 'tickets' list", permanent=False
+            )
+        for ticket_id in ids:
+            if isinstance(ticket_id, int) and not isinstance(ticket_id, bool):
+                if self.has_marker(str(ticket_id), marker):
+                    return  # created by an earlier try whose answer was lost
+        group_key = "group_id" if isinstance(self.notice_group, int) else "group"
+        self._post(
+            "/api/v1/tickets",
+            {
+                "title": subject,
+                group_key: self.notice_group,
+                "customer_id": f"guess:{address}",
+                "state": "closed",
+                "article": {
+                    "subject": subject,
+                    "body": body,
+                    "content_type": "text/plain",
+                    "type": "email",
+                    "to": address,
+                    "internal": False,
+                },
+            },
+        )
 
     def _customer_email(self, tid: str) -> str | None:
         ticket = self._get(f"/api/v1/tickets/{tid}")
@@ -363,6 +430,43 @@ class ZammadClient(HelpdeskClient):
         if not isinstance(data, dict) or data.get("id") is None:
             raise HelpdeskAPIError(f"POST {path}: the answer has no {kind} id")
         return data
+
+    # ----------------------------------------------------------------------------------------
+    # Configuration check
+
+    def check_credentials(self) -> str:
+        """``GET /api/v1/users/me``: the user the credentials belong to."""
+        if "Authorization" not in self._headers:
+            what = "username and password_env" if self.auth == "basic" else "token_env"
+            raise HelpdeskAPIError(
+                f"desk {self.desk.key!r} has no API credentials: set {what}", permanent=True
+            )
+        user = self.current_user()
+        name = " ".join(
+            part for part in (_text(user.get("firstname")), _text(user.get("lastname"))) if part
+        )
+        email = _text(user.get("email"))
+        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
+        return f"user {user['id']}" + (f" {who}" if who else "")
+
+
+def _notice_group(desk: DeskConfig) -> str | int:
+    """``options.group``: a group name (a string), or a group id (a number)."""
+    raw = desk.options.get("group", DEFAULT_NOTICE_GROUP)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+        return raw
+    if isinstance(raw, str) and raw.strip():
+        return raw.strip()
+    raise ValueError(
+        f"desk {desk.key!r}: options.group must be a Zammad group name or id, got {raw!r}"
+    )
+
+
+def _address(email: str) -> str:
+    address = email.strip()
+    if "@" not in address or any(ch.isspace() for ch in address):
+        raise ValueError(f"not an email address: {email!r}")
+    return address
 
 
 def _tag_list(tags: Sequence[str]) -> list[str]:

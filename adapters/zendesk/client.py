@@ -315,6 +315,30 @@ class ZendeskClient(HelpdeskClient):
             raise HelpdeskAPIError("POST /api/v2/trigger_categories: the answer has no category id")
         return created
 
+    # ----------------------------------------------------------------------------------------
+    # Configuration check
+
+    def check_credentials(self) -> str:
+        """``GET /api/v2/users/me``. Zendesk answers it without credentials too, as an
+        anonymous user with no id: that answer is a refusal."""
+        if "Authorization" not in self._headers:
+            raise HelpdeskAPIError(
+                f"desk {self.desk.key!r} has no API credentials: set email and token_env "
+                '(or token_env with options.auth = "oauth")',
+                permanent=True,
+            )
+        data = self._get("/api/v2/users/me")
+        user = data.get("user") if isinstance(data, dict) else None
+        if not isinstance(user, dict) or user.get("id") is None:
+            raise HelpdeskAPIError(
+                "GET /api/v2/users/me: Zendesk did not accept the credentials "
+                "(it answered as an anonymous user)",
+                permanent=True,
+            )
+        name, email, role = _text(user.get("name")), _text(user.get("email")), user.get("role")
+        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
+        return f"user {user['id']}" + (f" {who}" if who else "") + (f", {role}" if role else "")
+
 
 def _tag_list(tags: Sequence[str]) -> list[str]:
     if isinstance(tags, str):  # a lone string would be sent letter by letter

@@ -23,6 +23,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from adapters import ADAPTERS
+from adapters.base import HelpdeskClient
 from adapters.errors import HelpdeskAPIError
 from connector import create_app, simulate
 from connector.customers import import_customers, validate_entries
@@ -71,7 +72,23 @@ SUPPORTS = supports()
 
 def test_every_registered_adapter_has_contract_support() -> None:
     assert [s.key for s in SUPPORTS] == sorted(ADAPTERS)
-    assert {"zendesk", "freshdesk", "zammad", "helpscout"} <= set(ADAPTERS)
+    assert set(BUILTIN) <= set(ADAPTERS)
+
+
+BUILTIN = ["zendesk", "freshdesk", "zammad", "helpscout", "rt"]
+
+
+@pytest.mark.parametrize("key", BUILTIN)
+def test_every_builtin_desk_can_notify_a_customer(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expiry notices need ``notify_customer``: no built-in desk keeps the default, which
+    dead-letters them (each client's tests check its requests, test_jobs the whole path)."""
+    (support,) = [s for s in SUPPORTS if s.key == key]
+    app = make_app(support, tmp_path, monkeypatch)
+    client = app.extensions["care_connector"].client(key)
+    assert type(client).notify_customer is not HelpdeskClient.notify_customer
+    app.extensions["care_connector"].database.dispose()
 
 
 @pytest.fixture(params=SUPPORTS, ids=lambda s: s.key)

@@ -564,6 +564,111 @@ def test_expiry_notice_goes_out_as_a_new_zendesk_ticket_once(st: ConnectorState)
         assert len(mock.calls) == 1
 
 
+#: The other built-in desks, each with what its notice needs: credentials (environment
+#: variable -> value) and the desk's notice options.
+NOTICE_DESKS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
+    "freshdesk": (
+        {
+            "adapter": "freshdesk",
+            "base_url": "https://shop.freshdesk.com",
+            "api_key_env": "CARE_JOBS_FD_KEY",
+            "options": {"email_config_id": 5000123},
+        },
+        {"CARE_JOBS_FD_KEY": "fd-key"},
+    ),
+    "zammad": (
+        {
+            "adapter": "zammad",
+            "base_url": "https://support.shop.example",
+            "token_env": "CARE_JOBS_ZM_TOKEN",
+            "options": {"group": "Customer Care"},
+        },
+        {"CARE_JOBS_ZM_TOKEN": "zm-token"},
+    ),
+    "helpscout": (
+        {
+            "adapter": "helpscout",
+            "base_url": "https://api.helpscout.net",
+            "token_env": "CARE_JOBS_HS_TOKEN",
+            "options": {"mailbox_id": 301234},
+        },
+        {"CARE_JOBS_HS_TOKEN": "hs-token"},
+    ),
+}
+
+
+def _stub_notice(mock: responses.RequestsMock, key: str, marker: str, *, there: bool) -> None:
+    """The desk's read-back (finding the notice when ``there``) and, when not, its create."""
+    line = f"Hello Fred,\n\n[care:{marker}]"
+    if key == "freshdesk":
+        api = "https://shop.freshdesk.com/api/v2"
+        mock.get(f"{api}/contacts", json=[{"id": 77}])
+        mock.get(f"{api}/tickets", json=[{"id": 501, "description_text": line}] if there else [])
+        if not there:
+            mock.post(f"{api}/tickets/outbound_email", status=201, json={"id": 502})
+    elif key == "zammad":
+        api = "https://support.shop.example/api/v1"
+        mock.get(f"{api}/tickets/search", json={"tickets": [31] if there else []})
+        if there:
+            mock.get(f"{api}/ticket_articles/by_ticket/31", json=[{"id": 1, "body": line}])
+        else:
+            mock.post(f"{api}/tickets", status=201, json={"id": 32})
+    else:
+        api = "https://api.helpscout.net/v2"
+        found = [{"id": 501}] if there else []
+        mock.get(f"{api}/conversations", json={"_embedded": {"conversations": found}})
+        if there:
+            threads = {"_embedded": {"threads": [{"id": 1, "type": "reply", "body": line}]}}
+            mock.get(f"{api}/conversations/501/threads", json=threads)
+        else:
+            mock.post(f"{api}/conversations", status=201, headers={"Resource-ID": "502"})
+
+
+def _created_notice(key: str, body: dict[str, Any]) -> tuple[str, str, str]:
+    """(email, subject, text) of the create request each desk was sent."""
+    if key == "freshdesk":
+        return body["email"], body["subject"], body["description"].replace("<br>", "\n")
+    if key == "zammad":
+        article = body["article"]
+        assert body["customer_id"] == f"guess:{article['to']}"
+        return article["to"], body["title"], article["body"]
+    (thread,) = body["threads"]
+    assert thread["customer"] == body["customer"]
+    return body["customer"]["email"], body["subject"], thread["text"]
+
+
+@pytest.mark.parametrize("key", sorted(NOTICE_DESKS))
+def test_expiry_notice_goes_out_through_every_other_builtin_desk_once(
+    database: Database, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    desk, env = NOTICE_DESKS[key]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    st = make_state(database, monkeypatch, desks={key: desk})
+    add_customers(st, EXPIRY_CUSTOMERS[:1])
+    assert _run_daily(st, "expiry-reminders", "2026-11-28").result == {"queued": 1, "skipped": 0}
+    with st.database.transaction(read_only=True) as session:
+        row = session.execute(select(OutboxAction)).scalar_one()
+        marker, payload = row.marker, dict(row.payload)
+    assert row.desk == key
+    with responses.RequestsMock() as mock:
+        _stub_notice(mock, key, marker, there=False)
+        sent = outbox.run_once(st)
+        (create,) = [c.request for c in mock.calls if c.request.method == "POST"]
+    assert [s.status for s in sent] == ["sent"]
+    email, subject, text = _created_notice(key, json.loads(create.body))
+    assert (email, subject) == ("free@shop.example", payload["subject"])
+    assert text == payload["body"]
+    assert text.endswith(f"\n\n[care:{marker}]")
+
+    # A retry after a lost answer finds the notice by its marker and sends nothing.
+    with responses.RequestsMock() as mock:
+        _stub_notice(mock, key, marker, there=True)
+        st.client(key).notify_customer(email, subject, text, marker=marker)
+        assert all(c.request.method == "GET" for c in mock.calls)
+    st.database.dispose()
+
+
 @pytest.mark.parametrize(
     ("jobs", "queued", "skipped"),
     [({"notice_desk": "observer"}, 0, 1), ({"notice_desk": "zendesk"}, 1, 0)],

@@ -546,3 +546,160 @@ def test_a_200_that_is_not_json_is_retryable(
     with pytest.raises(HelpdeskAPIError, match="not JSON") as caught:
         client.get_priority("1042")
     assert caught.value.permanent is False
+
+
+# --------------------------------------------------------------------------------------------
+# Notices outside a ticket: outbound email, read back by the marker first
+
+NOTICE_MARKER = "expiry.7.20261203.0a1b2c3d4e5f"
+NOTICE = f"Hello Fred,\n\nYour Free support period ends on 2026-12-03.\n\n[care:{NOTICE_MARKER}]"
+NOTICE_HTML = (
+    "Hello Fred,<br><br>Your Free support period ends on 2026-12-03.<br><br>"
+    f"[care:{NOTICE_MARKER}]"
+)
+CONTACTS = f"{API}/contacts"
+TICKETS = f"{API}/tickets"
+OUTBOUND = f"{API}/tickets/outbound_email"
+
+
+def _notice_client(**options: Any) -> FreshdeskClient:
+    return FreshdeskAdapter(freshdesk_desk(options=options)).client()
+
+
+def _contacts(mock: responses.RequestsMock, answer: list[dict[str, Any]]) -> None:
+    mock.get(
+        CONTACTS,
+        json=answer,
+        match=[matchers.query_param_matcher({"email": "fred@shop.example"})],
+    )
+
+
+def _customer_tickets(mock: responses.RequestsMock, descriptions: list[str]) -> None:
+    tickets = [
+        {"id": 500 + i, "description": f"<div>{text}</div>", "description_text": text}
+        for i, text in enumerate(descriptions)
+    ]
+    mock.get(
+        TICKETS,
+        json=tickets,
+        match=[
+            matchers.query_param_matcher(
+                {"requester_id": "77", "include": "description", "page": "1", "per_page": "100"}
+            )
+        ],
+    )
+
+
+def test_notify_customer_sends_an_outbound_email_from_the_configured_config(
+    mocked: responses.RequestsMock,
+) -> None:
+    _contacts(mocked, [])
+    mocked.post(OUTBOUND, status=201, json={"id": 9001, "status": 5})
+    client = _notice_client(email_config_id=5000123)
+    client.notify_customer(
+        " fred@shop.example ", "Your Free support period ends", NOTICE, marker=NOTICE_MARKER
+    )
+    assert [(c.request.method, c.request.url) for c in mocked.calls] == [
+        ("GET", f"{CONTACTS}?email=fred%40shop.example"),
+        ("POST", OUTBOUND),
+    ]
+    assert _sent(mocked, 1)[2] == {
+        "email": "fred@shop.example",
+        "subject": "Your Free support period ends",
+        "description": NOTICE_HTML,
+        "email_config_id": 5000123,
+    }
+
+
+def test_notify_customer_reads_the_customers_tickets_and_sends_when_none_carries_the_marker(
+    mocked: responses.RequestsMock,
+) -> None:
+    _contacts(mocked, [{"id": 77, "email": "fred@shop.example"}])
+    _customer_tickets(mocked, ["Where is my order?", "[care:expiry.7.20261203.ffffffffffff]"])
+    mocked.post(OUTBOUND, status=201, json={"id": 9001})
+    _notice_client(email_config_id="5000123").notify_customer(
+        "fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER
+    )
+    assert [c.request.method for c in mocked.calls] == ["GET", "GET", "POST"]
+    assert _sent(mocked, 2)[2]["email_config_id"] == 5000123
+
+
+@pytest.mark.parametrize(
+    "ticket",
+    [
+        {"id": 501, "description_text": NOTICE, "description": NOTICE_HTML},
+        {"id": 501, "description": f"<div>{NOTICE_HTML}</div>"},  # no plain text kept
+    ],
+)
+def test_notify_customer_sends_nothing_when_an_earlier_try_created_the_ticket(
+    mocked: responses.RequestsMock, ticket: dict[str, Any]
+) -> None:
+    _contacts(mocked, [{"id": 77}])
+    mocked.get(TICKETS, json=[{"id": 500, "description_text": "older"}, ticket])
+    _notice_client(email_config_id=5000123).notify_customer(
+        "fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER
+    )
+    assert [c.request.method for c in mocked.calls] == ["GET", "GET"]
+
+
+def test_notify_customer_uses_the_desks_primary_email_config_read_once(
+    mocked: responses.RequestsMock,
+) -> None:
+    configs = [
+        {"id": 300, "name": "Sales", "primary_role": False, "active": True},
+        {"id": 250, "name": "Old support", "primary_role": True, "active": False},
+        {"id": 220, "name": "Product B", "primary_role": True, "active": True},
+        {"id": 210, "name": "Support", "primary_role": True},
+    ]
+    mocked.get(f"{API}/email_configs", json=configs)
+    mocked.get(CONTACTS, json=[])
+    mocked.post(OUTBOUND, status=201, json={"id": 9001})
+    client = _notice_client()
+    client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
+    client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
+    posts = [json.loads(c.request.body) for c in mocked.calls if c.request.method == "POST"]
+    assert [body["email_config_id"] for body in posts] == [210, 210]
+    configs_read = [c for c in mocked.calls if c.request.url == f"{API}/email_configs"]
+    assert len(configs_read) == 1
+
+
+def test_notify_customer_without_any_email_config_is_a_permanent_error(
+    mocked: responses.RequestsMock,
+) -> None:
+    mocked.get(CONTACTS, json=[])
+    mocked.get(f"{API}/email_configs", json=[{"id": 300, "primary_role": False}])
+    with pytest.raises(HelpdeskAPIError, match="set options.email_config_id") as caught:
+        _notice_client().notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
+    assert caught.value.permanent is True
+    assert all(c.request.method == "GET" for c in mocked.calls)
+
+
+@pytest.mark.parametrize("value", ["support", -3, True, "12a"])
+def test_a_bad_email_config_option_is_refused_when_the_client_is_built(value: object) -> None:
+    with pytest.raises(ValueError, match="options.email_config_id must be"):
+        _notice_client(email_config_id=value)
+
+
+@pytest.mark.parametrize(
+    ("email", "body", "words"),
+    [
+        ("fred", NOTICE, "not an email address"),
+        ("fred @shop.example", NOTICE, "not an email address"),
+        ("fred@shop.example", "no marker here", "must carry its marker line"),
+    ],
+)
+def test_notify_customer_refuses_bad_input_before_any_request(
+    mocked: responses.RequestsMock, email: str, body: str, words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        _notice_client(email_config_id=1).notify_customer(email, "s", body, marker=NOTICE_MARKER)
+    assert len(mocked.calls) == 0
+
+
+def test_notify_customer_refuses_an_odd_contacts_answer(mocked: responses.RequestsMock) -> None:
+    mocked.get(CONTACTS, json={"contacts": []})
+    with pytest.raises(HelpdeskAPIError, match="not a list") as caught:
+        _notice_client(email_config_id=1).notify_customer(
+            "fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER
+        )
+    assert caught.value.permanent is False

@@ -659,3 +659,129 @@ def test_the_adapter_builds_this_client() -> None:
     adapter = HelpScoutAdapter(make_desk())
     built: Callable[[], HelpScoutClient] = adapter.client
     assert isinstance(built(), HelpScoutClient)
+
+
+# --------------------------------------------------------------------------------------------
+# Notices outside a conversation: a new conversation with a reply, read back by a search first
+
+NOTICE_MARKER = "expiry.7.20261203.0a1b2c3d4e5f"
+NOTICE = f"Hello Fred,\n\nYour Free support period ends on 2026-12-03.\n\n[care:{NOTICE_MARKER}]"
+CONVERSATIONS = f"{API}/conversations"
+NOTICE_SEARCH = {"mailbox": "301234", "status": "all", "query": f'(body:"{NOTICE_MARKER}")'}
+
+
+def _notice_client(clock: Clock, **options: Any) -> HelpScoutClient:
+    return HelpScoutClient(make_desk(options=options), clock=clock)
+
+
+def _found(*ids: int, number: int = 1, total: int = 1) -> dict[str, Any]:
+    conversations = [{"id": cid, "number": 9000 + cid, "mailboxId": 301234} for cid in ids]
+    return {
+        "_embedded": {"conversations": conversations},
+        "page": {"size": 25, "totalElements": len(ids), "totalPages": total, "number": number},
+    }
+
+
+@pytest.mark.parametrize(
+    "options", [{"mailbox_id": 301234}, {"mailbox_id": "301234"}, {"mailbox_ids": [301234]}]
+)
+def test_notify_customer_opens_a_closed_conversation_with_a_reply_to_the_customer(
+    mocked: responses.RequestsMock, clock: Clock, options: dict[str, Any]
+) -> None:
+    _token(mocked)
+    mocked.get(CONVERSATIONS, json=_found(), match=[matchers.query_param_matcher(NOTICE_SEARCH)])
+    mocked.post(CONVERSATIONS, status=201, headers={"Resource-ID": "2391940000"})
+    _notice_client(clock, **options).notify_customer(
+        " fred@shop.example ", "Your Free support period ends", NOTICE, marker=NOTICE_MARKER
+    )
+    assert len(mocked.calls) == 3
+    assert _sent(mocked, 2) == (
+        "POST",
+        CONVERSATIONS,
+        {
+            "subject": "Your Free support period ends",
+            "customer": {"email": "fred@shop.example"},
+            "mailboxId": 301234,
+            "type": "email",
+            "status": "closed",
+            "threads": [
+                {"type": "reply", "customer": {"email": "fred@shop.example"}, "text": NOTICE}
+            ],
+        },
+    )
+    assert _bearer(mocked, 2) == "Bearer tok-1"
+
+
+def test_notify_customer_confirms_search_hits_by_their_threads(
+    mocked: responses.RequestsMock, clock: Clock
+) -> None:
+    _token(mocked)
+    mocked.get(
+        CONVERSATIONS,
+        json=_found(501, total=2),
+        match=[matchers.query_param_matcher(NOTICE_SEARCH)],
+    )
+    mocked.get(
+        CONVERSATIONS,
+        json=_found(502, number=2, total=2),
+        match=[matchers.query_param_matcher({**NOTICE_SEARCH, "page": "2"})],
+    )
+    # Both only quote the marker's text: neither carries the marker line.
+    mocked.get(f"{CONVERSATIONS}/501/threads", json=_threads(f"about {NOTICE_MARKER}"))
+    mocked.get(f"{CONVERSATIONS}/502/threads", json=_threads("[care:expiry.7.20261203.0a1b]"))
+    mocked.post(CONVERSATIONS, status=201, headers={"Resource-ID": "2391940000"})
+    _notice_client(clock, mailbox_id=301234).notify_customer(
+        "fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER
+    )
+    assert [c.request.method for c in mocked.calls][-1] == "POST"
+    assert len(mocked.calls) == 6
+
+
+def test_notify_customer_sends_nothing_when_an_earlier_try_created_the_conversation(
+    mocked: responses.RequestsMock, clock: Clock
+) -> None:
+    _token(mocked)
+    mocked.get(CONVERSATIONS, json=_found(501))
+    html = "<div>Hello Fred,<br><br>Your Free support period ends on 2026-12-03.<br><br>"
+    mocked.get(f"{CONVERSATIONS}/501/threads", json=_threads(f"{html}[care:{NOTICE_MARKER}]</div>"))
+    _notice_client(clock, mailbox_id=301234).notify_customer(
+        "fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER
+    )
+    assert [c.request.method for c in mocked.calls] == ["POST", "GET", "GET"]  # token, reads
+
+
+@pytest.mark.parametrize("options", [{}, {"mailbox_ids": [301234, 301235]}])
+def test_notify_customer_without_a_mailbox_is_a_permanent_error_without_a_call(
+    mocked: responses.RequestsMock, clock: Clock, options: dict[str, Any]
+) -> None:
+    with pytest.raises(HelpdeskAPIError, match="set options.mailbox_id") as caught:
+        _notice_client(clock, **options).notify_customer(
+            "fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER
+        )
+    assert caught.value.permanent is True
+    assert len(mocked.calls) == 0
+
+
+@pytest.mark.parametrize("value", ["Support", True, -1, 12.5])
+def test_a_bad_mailbox_option_is_refused_when_the_client_is_built(
+    clock: Clock, value: object
+) -> None:
+    with pytest.raises(ValueError, match="options.mailbox_id must be"):
+        _notice_client(clock, mailbox_id=value)
+
+
+@pytest.mark.parametrize(
+    ("email", "body", "marker", "words"),
+    [
+        ("fred", NOTICE, NOTICE_MARKER, "not an email address"),
+        ("fred@shop.example", "no marker", NOTICE_MARKER, "must carry its marker line"),
+        ("fred@shop.example", 'x\n[care:a"b]', 'a"b', "letters, digits"),
+        ("fred@shop.example", "x\n[care:a b]", "a b", "letters, digits"),
+    ],
+)
+def test_notify_customer_refuses_bad_input_before_any_request(
+    mocked: responses.RequestsMock, clock: Clock, email: str, body: str, marker: str, words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        _notice_client(clock, mailbox_id=301234).notify_customer(email, "s", body, marker=marker)
+    assert len(mocked.calls) == 0

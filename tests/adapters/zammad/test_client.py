@@ -293,9 +293,12 @@ def test_authentication(
     [
         ({"auth": "password"}, "options.auth must be one of token, oauth, basic"),
         ({"reply_type": "sms"}, "options.reply_type must be one of email, note"),
+        ({"group": " "}, "options.group must be a Zammad group name or id"),
+        ({"group": 0}, "options.group must be a Zammad group name or id"),
+        ({"group": True}, "options.group must be a Zammad group name or id"),
     ],
 )
-def test_unknown_options_are_clear_errors(options: dict[str, str], words: str) -> None:
+def test_unknown_options_are_clear_errors(options: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         ZammadAdapter(zammad_desk(options=options)).client()
 
@@ -591,3 +594,129 @@ def test_creations_must_answer_an_id(
     mocked.post(f"{API}{path}", status=201, json={"name": "x"})
     with pytest.raises(HelpdeskAPIError, match="has no"):
         call(client)
+
+
+# --------------------------------------------------------------------------------------------
+# Notices outside a ticket: a new ticket with an email article, read back by a search first
+
+NOTICE_MARKER = "expiry.7.20261203.0a1b2c3d4e5f"
+NOTICE = f"Hello Fred,\n\nYour Free support period ends on 2026-12-03.\n\n[care:{NOTICE_MARKER}]"
+SEARCH = f"{API}/tickets/search"
+
+
+def _search(mock: responses.RequestsMock, ticket_ids: list[int]) -> None:
+    mock.get(
+        SEARCH,
+        json={"tickets": ticket_ids, "tickets_count": len(ticket_ids), "assets": {}},
+        match=[matchers.query_param_matcher({"query": NOTICE_MARKER, "limit": "20"})],
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "group"),
+    [
+        ({}, {"group": "Users"}),
+        ({"group": " Customer Care "}, {"group": "Customer Care"}),
+        ({"group": 4}, {"group_id": 4}),
+    ],
+)
+def test_notify_customer_opens_a_closed_ticket_with_an_email_to_the_customer(
+    mocked: responses.RequestsMock, options: dict[str, Any], group: dict[str, Any]
+) -> None:
+    _search(mocked, [])
+    mocked.post(f"{API}/tickets", status=201, json={"id": 19, "article_ids": [30]})
+    client = ZammadAdapter(zammad_desk(options=options)).client()
+    client.notify_customer(
+        " fred@shop.example ", "Your Free support period ends", NOTICE, marker=NOTICE_MARKER
+    )
+    assert _sent(mocked) == [
+        ("GET", f"{SEARCH}?query={NOTICE_MARKER}&limit=20", None),
+        (
+            "POST",
+            f"{API}/tickets",
+            {
+                "title": "Your Free support period ends",
+                **group,
+                "customer_id": "guess:fred@shop.example",
+                "state": "closed",
+                "article": {
+                    "subject": "Your Free support period ends",
+                    "body": NOTICE,
+                    "content_type": "text/plain",
+                    "type": "email",
+                    "to": "fred@shop.example",
+                    "internal": False,
+                },
+            },
+        ),
+    ]
+
+
+def test_notify_customer_confirms_search_hits_by_their_articles(
+    mocked: responses.RequestsMock, client: ZammadClient
+) -> None:
+    # The search matched two tickets that merely mention the marker's text.
+    _search(mocked, [31, 32])
+    mocked.get(f"{API}/ticket_articles/by_ticket/31", json=_articles(f"see {NOTICE_MARKER}"))
+    mocked.get(
+        f"{API}/ticket_articles/by_ticket/32",
+        json=_articles("[care:expiry.7.20261203.0a1b2c3d4e5]"),
+    )
+    mocked.post(f"{API}/tickets", status=201, json={"id": 33})
+    client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
+    assert [(method, url) for method, url, _ in _sent(mocked)][1:] == [
+        ("GET", f"{API}/ticket_articles/by_ticket/31"),
+        ("GET", f"{API}/ticket_articles/by_ticket/32"),
+        ("POST", f"{API}/tickets"),
+    ]
+
+
+def test_notify_customer_sends_nothing_when_an_earlier_try_created_the_ticket(
+    mocked: responses.RequestsMock, client: ZammadClient
+) -> None:
+    _search(mocked, [31, 40])
+    mocked.get(f"{API}/ticket_articles/by_ticket/31", json=_articles("Where is my order?"))
+    mocked.get(f"{API}/ticket_articles/by_ticket/40", json=_articles(NOTICE))
+    client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
+    assert [method for method, _, _ in _sent(mocked)] == ["GET", "GET", "GET"]
+
+
+@pytest.mark.parametrize(
+    ("email", "body", "marker", "words"),
+    [
+        ("fred", NOTICE, NOTICE_MARKER, "not an email address"),
+        ("fred@shop.example", "no marker", NOTICE_MARKER, "must carry its marker line"),
+        ("fred@shop.example", "x\n[care:a:b]", "a:b", "letters, digits"),
+        ("fred@shop.example", 'x\n[care:a"b]', 'a"b', "letters, digits"),
+    ],
+)
+def test_notify_customer_refuses_bad_input_before_any_request(
+    mocked: responses.RequestsMock,
+    client: ZammadClient,
+    email: str,
+    body: str,
+    marker: str,
+    words: str,
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        client.notify_customer(email, "s", body, marker=marker)
+    assert len(mocked.calls) == 0
+
+
+def test_notify_customer_refuses_an_odd_search_answer(
+    mocked: responses.RequestsMock, client: ZammadClient
+) -> None:
+    mocked.get(SEARCH, json=[{"id": 31}])
+    with pytest.raises(HelpdeskAPIError, match="no 'tickets' list") as caught:
+        client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
+    assert caught.value.permanent is False
+
+
+def test_a_422_on_the_notice_is_permanent(
+    mocked: responses.RequestsMock, client: ZammadClient
+) -> None:
+    _search(mocked, [])
+    mocked.post(f"{API}/tickets", status=422, json={"error": "No such group 'Users'"})
+    with pytest.raises(HelpdeskAPIError, match="No such group") as caught:
+        client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
+    assert caught.value.permanent is True
