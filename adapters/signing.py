@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from adapters.errors import SignatureError
 
@@ -25,7 +25,9 @@ __all__ = [
 
 
 def _bytes(value: str | bytes) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else value
+    # surrogatepass: a header or secret holding a lone surrogate compares unequal; it does
+    # not raise UnicodeEncodeError.
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
 
 
 def hmac_digest(secret: str | bytes, message: bytes, algo: str = "sha256") -> bytes:
@@ -56,11 +58,16 @@ def parse_iso_timestamp(value: str) -> datetime:
     """An ISO-8601 timestamp with a zone (``2021-03-25T05:09:27Z``; nanoseconds are cut to
     microseconds).
 
-    :raises ValueError: not ISO-8601, or no zone (a naive time cannot be compared).
+    :raises ValueError: not ISO-8601, no zone (a naive time cannot be compared), or a time
+        that has no UTC equivalent (``0001-01-01T00:00:00+05:00``).
     """
     parsed = datetime.fromisoformat(value.strip())
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timestamp {value!r} has no time zone")
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp {value!r} is out of range") from None
     return parsed
 
 

@@ -77,7 +77,8 @@ def _priority(number: str | None, label: str | None) -> str | None:
 def _status(number: str | None, name: str | None) -> TicketStatus:
     """Built-in statuses by number; custom ones (6 and up) by name."""
     text = (number or "").strip()
-    if text.isascii() and text.isdigit() and int(text) in STATUS_IDS:
+    # Length first: int() refuses strings of thousands of digits (ValueError).
+    if text.isascii() and text.isdigit() and len(text) <= 9 and int(text) in STATUS_IDS:
         return STATUS_IDS[int(text)]
     return STATUSES.get((name or "").strip().lower(), TicketStatus.UNKNOWN)
 

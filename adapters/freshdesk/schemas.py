@@ -139,9 +139,10 @@ def parse_time(value: str) -> datetime | None:
         zone = f"{zone[:3]}:{zone[3:]}"
     try:
         parsed = datetime.fromisoformat(f"{day}T{clock}{zone}")
-    except ValueError:
+        # A time near year 1 or 9999 may have no UTC equivalent: it does not read either.
+        return parsed.astimezone(UTC) if parsed.utcoffset() is not None else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.utcoffset() is not None else None
 
 
 _BLOCKS = frozenset(

@@ -127,7 +127,8 @@ class ZammadAdapter(HelpdeskAdapter):
         """The ``X-Zammad-Delivery`` header (the job id, the same on each retry), else the
         SHA-256 of the body."""
         delivery = normalize_headers(headers).get(DELIVERY_HEADER, "").strip()
-        if 0 < len(delivery) <= _MAX_KEY:
+        # A key is stored as text: one with control characters (NUL) is not taken.
+        if 0 < len(delivery) <= _MAX_KEY and delivery.isprintable():
             return delivery
         return body_sha256(body)
 
@@ -338,6 +339,13 @@ class ZammadAdapter(HelpdeskAdapter):
         return installer.execute(api, plan)
 
 
-def _id_order(value: str) -> tuple[int, int | str]:
-    """Numeric ids in numeric order, anything else after them."""
-    return (0, int(value)) if value.isdigit() else (1, value)
+def _id_order(value: str) -> tuple[int, int, str]:
+    """Numeric ids in numeric order, anything else after them.
+
+    Compared as digit strings (shorter is smaller), not with ``int()``: ``"²".isdigit()`` is
+    true and ``int()`` refuses both it and strings of thousands of digits.
+    """
+    if value.isascii() and value.isdigit():
+        digits = value.lstrip("0") or "0"
+        return (0, len(digits), digits)
+    return (1, 0, value)

@@ -123,7 +123,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             raise SignatureError(
                 "missing X-Zendesk-Webhook-Signature-Timestamp header", adapter=self.key
             )
-        message = stamp.encode("utf-8") + body
+        message = stamp.encode("utf-8", "surrogatepass") + body
         if not any(compare(hmac_b64(secret, message), signature) for secret in self.secrets):
             raise SignatureError(
                 "signature does not match (wrong secret, or the body was changed on the way)",
@@ -156,7 +156,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             ):
                 return event_id.strip()
         invocation = normalize_headers(headers).get(INVOCATION_HEADER, "").strip()
-        if 0 < len(invocation) <= _MAX_KEY:
+        if 0 < len(invocation) <= _MAX_KEY and invocation.isprintable():
             return invocation
         return body_sha256(body)
 

@@ -17,21 +17,34 @@ def hook(desk: str) -> Response:
     st = state()
     if st.desk(desk) is None:
         return _json(error_body(404, f"Unknown desk {desk!r}."), 404)
-    # The cap applies before the body is read whole (Content-Length, or while streaming).
-    request.max_content_length = st.max_body_bytes
-    try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        limit = st.max_body_bytes
+    # The cap applies before the body is read whole: a Content-Length over it is refused
+    # unread; a chunked body is read up to one byte past it. (Reading exactly up to the cap
+    # would silently cut a longer chunked body there: werkzeug stops at the limit quietly.)
+    limit = st.max_body_bytes
+    body: bytes | None = None
+    declared = request.content_length
+    if declared is None or declared <= limit:
+        request.max_content_length = limit + 1
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            body = None
+    if body is None or len(body) > limit:
+        st.metrics.delivery(desk, 413)
         return _json(error_body(413, f"The body is larger than {limit} bytes."), 413)
-    result = receive(
-        st,
-        desk,
-        request.headers,
-        body,
-        content_type=request.content_type,
-        remote_ip=request.remote_addr,
-    )
+    try:
+        result = receive(
+            st,
+            desk,
+            request.headers,
+            body,
+            content_type=request.content_type,
+            remote_ip=request.remote_addr,
+        )
+    except Exception:
+        st.metrics.delivery(desk, 500)
+        raise
+    st.metrics.delivery(desk, result.status, result.body)
     response = _json(result.body, result.status)
     response.headers.update(result.headers)
     return response
