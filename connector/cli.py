@@ -6,6 +6,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup
 
+from connector.commands.config import config_group
 from connector.commands.credits import credits_group
 from connector.commands.customers import customers_group
 from connector.commands.db import db_group
@@ -35,9 +36,24 @@ def _create_app() -> Flask:
     from connector.config import ConfigError
 
     try:
-        return create_app()
+        app = create_app()
     except ConfigError as err:
         raise ConfigProblem(str(err)) from err
+    _service_logging(app)
+    return app
+
+
+#: The long-running commands; they log through the connector's handler ([logging]).
+SERVICE_COMMANDS = ("run", "worker", "scheduler")
+
+
+def _service_logging(app: Flask) -> None:
+    ctx = click.get_current_context(silent=True)
+    top_level = ctx is not None and ctx.parent is not None and ctx.parent.parent is None
+    if ctx is not None and top_level and ctx.info_name in SERVICE_COMMANDS:
+        from connector.logging_setup import configure_logging
+
+        configure_logging(app.extensions["care_connector"].settings)
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
@@ -56,6 +72,7 @@ cli.add_command(webhooks_group)
 cli.add_command(worker_command)
 cli.add_command(scheduler_command)
 cli.add_command(jobs_group)
+cli.add_command(config_group)
 cli.add_command(run_command)  # replaces Flask's own: the embedded default runs the workers too
 
 

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from time import perf_counter
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
@@ -361,6 +362,7 @@ def run_period(
         done = _recorded(session, job.name, period.key)
         if done is not None:
             return Outcome(job.name, period.key, "done-before", done.result or {}, done.finished_at)
+    started = perf_counter()
     counts: dict[str, int] = {}
     if job.prepare is not None:
         counts.update(job.prepare(st, period, st.clock()))
@@ -382,7 +384,10 @@ def run_period(
         )
         return Outcome(job.name, period.key, "ran", result, st.clock())
 
-    return st.database.run_in_transaction(body)
+    outcome = st.database.run_in_transaction(body)
+    if outcome.status == "ran":
+        st.metrics.job_ran(job.name, perf_counter() - started)
+    return outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,6 +520,8 @@ def _active_licenses(policy: Policy, day: date, ranks: Mapping[str, int]) -> Sel
             License.product == product,
             License.kind == kind.value,
             License.purchased_on.between(_first_bought(policy, product, kind, index, day), day),
+            # A license ended early grants nothing after its last day.
+            or_(License.ended_on.is_(None), License.ended_on >= day),
         )
         arms.append((ranks[plan], condition))
     if not arms:

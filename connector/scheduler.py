@@ -35,6 +35,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.extension import ConnectorState
+from connector.heartbeats import Heartbeats
 from connector.jobs import Job, JobError, Outcome, Period, jobs_for, last_runs, run_period
 
 log = logging.getLogger("care_connector.scheduler")
@@ -74,6 +75,8 @@ class JobRunner:
         self.runner = runner
         # One run of a job at a time in this process, whoever asks (interval tick, catch-up).
         self._locks = {name: threading.Lock() for name in self.jobs}
+        #: The scheduler's heartbeat, recorded when a job ticks (see connector.heartbeats).
+        self.heartbeats = Heartbeats(st)
 
     def job(self, name: str) -> Job:
         """The job called ``name``.
@@ -115,6 +118,7 @@ class JobRunner:
         periods wait for the earlier one); the next tick tries again. When this process is
         already running the job, returns at once.
         """
+        self.heartbeats.beat("scheduler")
         lock = self._locks[name]
         if not lock.acquire(blocking=False):
             log.info("job %s: still running, this tick skipped", name)
@@ -134,6 +138,7 @@ class JobRunner:
                     log.exception(
                         "job %s period %s failed; retried at the next tick", name, period.key
                     )
+                    self.st.metrics.job_failed(name)
                     break
                 if outcome.status == "ran":
                     log.info("job %s period %s: %s", name, period.key, dict(outcome.result))
@@ -226,7 +231,10 @@ def build_scheduler(runner: JobRunner, *, blocking: bool) -> BaseScheduler:
 
 
 def start_background(st: ConnectorState) -> BaseScheduler:
-    """The scheduler as a daemon thread of this process (the embedded ``run``)."""
-    scheduler = build_scheduler(JobRunner(st), blocking=False)
+    """The scheduler as a daemon thread of this process (the embedded ``run``); its first
+    heartbeat is recorded before it starts, so ``/healthz`` is green from the first request."""
+    runner = JobRunner(st)
+    runner.heartbeats.beat("scheduler", force=True)
+    scheduler = build_scheduler(runner, blocking=False)
     scheduler.start()
     return scheduler

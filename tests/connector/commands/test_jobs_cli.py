@@ -104,7 +104,7 @@ def test_the_scheduler_process_catches_up_at_start_and_stops_on_sigterm(tmp_path
     database = Database.from_url(url)
     try:
         recorded: list[str] = []
-        for _ in range(300):  # the catch-up runs every job once at start
+        for _ in range(900):  # the catch-up runs every job once at start (90 s on a busy machine)
             if process.poll() is not None:
                 break
             if "job_runs" in database.table_names():
@@ -113,6 +113,8 @@ def test_the_scheduler_process_catches_up_at_start_and_stops_on_sigterm(tmp_path
             if len(recorded) == len(JOBS):
                 break
             threading.Event().wait(0.1)
+        if process.poll() is not None:
+            pytest.fail(f"the scheduler exited early:\n{process.communicate()[0]}")
         assert recorded == sorted(JOBS)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
