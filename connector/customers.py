@@ -1274,7 +1274,7 @@ def load_customer(session: Session, customer_id: int) -> model.Customer:
     if row is None:
         raise UnknownCustomerError(customer_id)
     licenses = session.execute(
-        select(License.ref, License.product, License.kind, License.purchased_on)
+        select(License.ref, License.product, License.kind, License.purchased_on, License.ended_on)
         .where(License.customer_id == customer_id)
         .order_by(License.purchased_on, License.id)
     ).all()
@@ -1295,6 +1295,7 @@ def load_customer(session: Session, customer_id: int) -> model.Customer:
                 product=lic.product,
                 kind=model.LicenseKind(lic.kind),
                 purchased_on=lic.purchased_on,
+                ended_on=lic.ended_on,
             )
             for lic in licenses
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from adapters import load_adapters
 from adapters.base import HelpdeskAdapter, HelpdeskClient
 from connector.config import ConfigError, DeskSettings, Settings, load_settings
 from connector.db import Database, DatabaseError
+from connector.metrics import Metrics
 
 #: The largest webhook body accepted, unless ``CARE_MAX_BODY_BYTES`` says otherwise.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -25,6 +27,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def desk_session(desk: DeskSettings) -> requests.Session:
+    """The pooled ``requests`` session of one desk (the default session factory).
+
+    The environment's proxy for the desk's host (``HTTPS_PROXY``, ``NO_PROXY``...) and CA
+    bundle (``REQUESTS_CA_BUNDLE``) are read once, here: with ``trust_env`` on, requests
+    reads them, and ``~/.netrc``, again on every request (a fifth of a write-back's time),
+    and credentials found in ``~/.netrc`` would replace the desk's own.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(desk.base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    return session
+
+
 @dataclass
 class ConnectorState:
     """Per-app state: the validated settings and the services built from them.
@@ -33,6 +52,7 @@ class ConnectorState:
     :param verify_signatures: ``False`` only in ``simulate`` without ``--secret``.
     :param session_factory: builds the ``requests`` session of each desk (``simulate``
         passes one that captures the requests instead of sending them).
+    :param metrics: what this app measures in this process (``GET /metrics``).
     """
 
     settings: Settings
@@ -41,7 +61,8 @@ class ConnectorState:
     clock: Callable[[], datetime] = utc_now
     verify_signatures: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    session_factory: Callable[[DeskSettings], requests.Session] = lambda desk: requests.Session()
+    session_factory: Callable[[DeskSettings], requests.Session] = desk_session
+    metrics: Metrics = field(default_factory=Metrics, repr=False)
     _clients: dict[str, HelpdeskClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -131,6 +152,12 @@ class CareConnector:
         app.register_blueprint(health_bp, url_prefix=prefix)
         app.register_blueprint(hooks_bp, url_prefix=prefix)
         app.register_blueprint(approvals_bp, url_prefix=prefix)
+
+        from connector.admin.api import init_admin_api
+        from connector.admin.pages import admin_pages_bp
+
+        init_admin_api(app, prefix)
+        app.register_blueprint(admin_pages_bp, url_prefix=prefix)
 
 
 def state() -> ConnectorState:

@@ -16,7 +16,7 @@ Day arithmetic:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -125,7 +125,8 @@ def grant_periods(license: License, policy: Policy) -> tuple[Entitlement, ...]:
 
     A free period of ``free_days`` days is under ``policy.free_period_plan``; a
     ``plan``/``plan_years`` grant is under that plan. A kind the product does not sell, or a
-    grant of credits only, gives no period.
+    grant of credits only, gives no period. A license ended early (``ended_on``) has its
+    periods cut at that day.
 
     :raises ValueError: the license's product is not in ``policy.products``.
     """
@@ -160,6 +161,13 @@ def grant_periods(license: License, policy: Policy) -> tuple[Entitlement, ...]:
                 license_ref=license.ref,
             )
         )
+    if license.ended_on is not None:
+        # Ended early: every period stops on that day; one that had not begun is gone.
+        periods = [
+            replace(p, ends_on=min(p.ends_on, license.ended_on))
+            for p in periods
+            if p.starts_on <= license.ended_on
+        ]
     return tuple(periods)
 
 

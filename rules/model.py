@@ -15,12 +15,17 @@ class LicenseKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class License:
-    """A product license; what it grants depends on the policy's product table."""
+    """A product license; what it grants depends on the policy's product table.
+
+    :param ended_on: the last day its support grants cover when it was ended early (an
+        admin's decision); ``None`` for a license that runs its full term.
+    """
 
     ref: str
     product: str
     kind: LicenseKind
     purchased_on: date
+    ended_on: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

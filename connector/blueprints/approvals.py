@@ -48,13 +48,15 @@ def approval(token: str) -> Response:
         page = approval_page.refused(st, token, lang_hint=hint)
         return _render(page, token, status=413)
     cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not _csrf_ok(cookie, form.get(CSRF_FIELD, "")):
+    if not csrf_ok(cookie, form.get(CSRF_FIELD, "")):
         return _render(approval_page.refused(st, token, lang_hint=hint), token)
     page = approval_page.answer(st, token, form.get("answer", ""), lang_hint=hint)
     return _render(page, token)
 
 
-def _csrf_ok(cookie: str, sent: str) -> bool:
+def csrf_ok(cookie: str, sent: str) -> bool:
+    """Whether the CSRF value ``sent`` with a form equals ``cookie`` (a well-formed token),
+    compared in constant time."""
     if not _CSRF_VALUE.fullmatch(cookie):
         return False
     return hmac.compare_digest(cookie.encode(), sent.encode("utf-8", "replace"))

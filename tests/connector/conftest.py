@@ -5,6 +5,9 @@
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and is skipped without it. One
 throw-away database ``care_test_<random>`` is created on that server per test session and
 dropped at the end; each test starts from empty tables.
+
+The browser tests share ``browser``: Debian's Chromium (:data:`CHROMIUM`) launched headless by
+Playwright, which never downloads a browser here; mark them ``needs_chromium``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -21,7 +25,25 @@ from sqlalchemy.engine import make_url
 
 from connector.db import Database, normalize_url
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 TEST_URL_VARIABLE = "CARE_TEST_DATABASE_URL"
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is missing: install Debian's Chromium with "
+    "`apt-get update && apt-get install -y chromium` to run the browser test",
+)
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +100,18 @@ def postgresql_database(_postgresql: tuple[Database, list[str]]) -> Database:
         listed = ", ".join(f'"{table}"' for table in tables)
         connection.execute(text(f"TRUNCATE {listed} RESTART IDENTITY CASCADE"))
     return database
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -33,16 +33,8 @@ from connector import create_app, ledger, worker
 from connector.customers import find_customer, import_customers, validate_entries
 from connector.extension import ConnectorState
 from connector.models import LedgerEntry, OutboxAction
+from tests.connector.conftest import needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "approval-browser"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zendesk"
 SECRET = "approval-browser-secret"
@@ -51,11 +43,7 @@ EMAIL = "credits@shop.example"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is missing: install Debian's Chromium with "
-    "`apt-get update && apt-get install -y chromium` to run the browser test",
-)
+pytestmark = needs_chromium
 
 
 def signed_delivery(body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -135,18 +123,6 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
         thread.join(timeout=10)
         server.server_close()
         st.database.dispose()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def approval_link(app: Flask) -> str:

@@ -348,3 +348,15 @@ def test_expiring_lists_subscriptions_too(policy: Policy) -> None:
 def test_expiring_rejects_negative_window(policy: Policy) -> None:
     with pytest.raises(ValueError, match="within_days must be 0 or more"):
         expiring(customer(), PURCHASE, -1, policy)
+
+
+def test_a_license_ended_early_grants_nothing_after_its_last_day(policy: Policy) -> None:
+    ultimate = dataclasses.replace(lic("multi-vendor-ultimate"), ended_on=date(2026, 3, 31))
+    periods = grant_periods(ultimate, policy)
+    assert [(p.plan, p.ends_on) for p in periods] == [("vip", date(2026, 3, 31))]
+    assert plan_on(customer(ultimate), date(2026, 3, 31), policy).plan == "vip"
+    assert plan_on(customer(ultimate), date(2026, 4, 1), policy).plan == "credits"
+    # Ended before its grant began (or on a day after it ends anyway): nothing, or no change.
+    assert grant_periods(dataclasses.replace(ultimate, ended_on=date(2026, 1, 9)), policy) == ()
+    late = dataclasses.replace(ultimate, ended_on=date(2030, 1, 1))
+    assert grant_periods(late, policy) == grant_periods(lic("multi-vendor-ultimate"), policy)
