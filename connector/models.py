@@ -162,15 +162,18 @@ class CreditPurchase(Base):
 
 
 class QuotaAllowance(Base):
-    """A month's allowance of covered tickets of one kind, opened by the monthly reset."""
+    """A month's allowance of covered tickets of one kind, opened by the monthly reset.
+
+    Keyed by (customer, period, kind) with no surrogate id and no foreign key: rows are only
+    derived from subscriptions and licenses, which hold theirs, and customers are never
+    deleted (erasure anonymises them); the per-row check doubled the reset's time.
+    """
 
     __tablename__ = "quota_allowances"
-    __table_args__ = (UniqueConstraint("customer_id", "period", "kind"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
-    period: Mapped[str] = mapped_column(String(7))  # "YYYY-MM"
-    kind: Mapped[str]
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # "YYYY-MM"
+    kind: Mapped[str] = mapped_column(primary_key=True)
     allowance: Mapped[int] = mapped_column(Integer)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -393,6 +396,22 @@ class JobRun(Base):
     runner: Mapped[str] = mapped_column(default="", server_default="")  # "scheduler host:pid"
 
 
+class Heartbeat(Base):
+    """The latest sign of life of one background process: a worker, an outbox worker or a
+    scheduler (``kind``) in one process (``runner``, ``"host:pid"``). Kept in the database so
+    that ``/healthz`` on any web process sees every worker; rows of processes gone for a week
+    are deleted by the next beat."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (UniqueConstraint("kind", "runner"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str]  # worker | outbox | scheduler
+    runner: Mapped[str]
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ExpiryNotice(Base):
     """The notice sent to a customer before an entitlement ends: one per (customer, source,
     last day). ``source`` is the license ref, or ``subscription <plan>``."""
@@ -433,6 +452,7 @@ __all__: list[str] = [
     "Base",
     "Event",
     "ExpiryNotice",
+    "Heartbeat",
     "JobRun",
     "InboundDelivery",
     "OutboxAction",
