@@ -8,7 +8,8 @@ names the file, the dotted key (``plans[1].priority``) and the bad value.
 
 Environment: ``CARE_CONFIG`` (the file, when :func:`load_settings` gets ``None``),
 ``CARE_DATABASE_URL`` and ``CARE_PUBLIC_URL`` (win over ``[database] url`` and
-``[server] public_url``), and the variables a desk names for its secrets.
+``[server] public_url``), ``CARE_LOG_FORMAT`` and ``CARE_LOG_LEVEL`` (over ``[logging]``), and
+the variables a desk (or ``[metrics] token_env``) names for its secrets.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from importlib import metadata, resources
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import (
@@ -60,10 +63,17 @@ from rules.priorities import PriorityMap
 from rules.releases import ReleaseError, ReleaseIndex
 
 __all__ = [
+    "ADMIN_SCOPES",
+    "AdminSettings",
+    "AdminToken",
     "BUILTIN_ADAPTERS",
     "ConfigError",
     "DeskSettings",
+    "HealthSettings",
     "JobSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "OutboxSettings",
     "PriorityMap",
     "Settings",
     "default_policy",
@@ -75,6 +85,13 @@ __all__ = [
 ENV_CONFIG = "CARE_CONFIG"
 ENV_DATABASE_URL = "CARE_DATABASE_URL"
 ENV_PUBLIC_URL = "CARE_PUBLIC_URL"
+ENV_LOG_FORMAT = "CARE_LOG_FORMAT"
+ENV_LOG_LEVEL = "CARE_LOG_LEVEL"
+
+#: The background processes that record heartbeats (``[health] expect``).
+HEARTBEAT_KINDS = ("worker", "outbox", "scheduler")
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 #: The adapters shipped with the connector, and the desk each gets when no desk is configured.
 BUILTIN_ADAPTERS: Mapping[str, str] = {
@@ -87,6 +104,11 @@ BUILTIN_ADAPTERS: Mapping[str, str] = {
 
 #: Entry-point group where plugin adapters register (see ``adapters/``).
 ADAPTER_ENTRY_POINTS = "care_connector.adapters"
+
+#: What an admin token may do: ``read`` (GET and HEAD only) or ``write`` (everything).
+ADMIN_SCOPES = ("read", "write")
+#: The largest body the admin API reads (``[admin] max_body_bytes``'s default): 16 MiB.
+DEFAULT_ADMIN_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 #: Languages the connector has message texts for.
 SUPPORTED_LANGUAGES = ("en", "ru")
@@ -190,6 +212,104 @@ class JobSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """``[health]``: what ``GET /healthz`` expects of the background processes.
+
+    Each process kind records a heartbeat every ``heartbeat_seconds``; a kind in ``expect``
+    whose latest heartbeat is missing or older than ``max_heartbeat_age`` seconds fails the
+    check (503).
+    """
+
+    expect: tuple[str, ...] = HEARTBEAT_KINDS
+    max_heartbeat_age: int = 300
+    heartbeat_seconds: int = 15
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``[metrics]``: who may read ``GET /metrics`` (open to all by default).
+
+    ``allow``: client networks (empty: any); ``token``: the bearer token read from the
+    variable ``token_env`` (empty: none asked). Both apply when both are set.
+    """
+
+    enabled: bool = True
+    allow: tuple[IPv4Network | IPv6Network, ...] = ()
+    token_env: str = ""
+    token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """``[logging]``: ``json`` (one object per line) or ``text``, and the level; the variables
+    ``CARE_LOG_FORMAT`` and ``CARE_LOG_LEVEL`` win over the file."""
+
+    format: str = "text"
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """One ``[admin] tokens`` entry, without its value: its variable, scope and expiry.
+
+    :param scope: ``write`` (everything) or ``read`` (GET and HEAD only).
+    :param expires: the first instant (UTC) the token no longer works, or ``None`` (never).
+        A date in the config means the token works through the end of that day UTC:
+        ``expires = 2027-03-01`` stops it at ``2027-03-02T00:00:00Z``.
+    """
+
+    env: str
+    scope: str = "write"
+    expires: datetime | None = None
+
+    @property
+    def can_write(self) -> bool:
+        """Whether the token may change anything (scope ``write``)."""
+        return self.scope == "write"
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the token no longer works at ``now`` (timezone-aware)."""
+        return self.expires is not None and now >= self.expires
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """``[admin]``: the admin console's bearer tokens, by name, and the API's body cap.
+
+    ``token_env`` maps each token's name (recorded as the actor of every change made with
+    it) to the environment variable holding it; ``tokens`` maps the names whose variable is
+    set to the value, kept out of ``repr``; ``access`` holds each name's scope and expiry.
+    No token set: every admin request is refused. ``max_body_bytes``: the largest request
+    body the admin API reads (a larger one is refused, 413, before it is read whole).
+    """
+
+    token_env: Mapping[str, str] = field(default_factory=dict)
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    access: Mapping[str, AdminToken] = field(default_factory=dict)
+    max_body_bytes: int = DEFAULT_ADMIN_MAX_BODY_BYTES
+
+    def token(self, name: str) -> AdminToken:
+        """The scope and expiry of the token named ``name`` (``write``, no expiry when the
+        name has no entry in ``access``)."""
+        return self.access.get(name) or AdminToken(env=self.token_env.get(name, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """``[outbox]``: how write-backs are retried and when a claim counts as abandoned.
+
+    A failed send waits between half and all of ``retry_base_seconds * 2 ** (attempts - 1)``
+    (at most ``retry_cap_seconds``, never less than the desk's ``Retry-After``); a row
+    claimed more than ``lease_seconds`` ago by a worker that stopped renewing it is taken
+    back as an unclear failure.
+    """
+
+    lease_seconds: float = 300.0
+    retry_base_seconds: float = 2.0
+    retry_cap_seconds: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration.
 
@@ -198,7 +318,7 @@ class Settings:
     """
 
     policy: Policy
-    database_url: str
+    database_url: str = field(repr=False)  # may hold a password
     public_url: str = ""
     desks: Mapping[str, DeskSettings] = field(default_factory=dict)
     priorities: Mapping[str, PriorityMap] = field(default_factory=dict)
@@ -206,6 +326,11 @@ class Settings:
     #: False when no ``[desks.*]`` is configured and the built-in default desks are used.
     desks_configured: bool = True
     jobs: JobSettings = field(default_factory=JobSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LogSettings = field(default_factory=LogSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
 
     def desk(self, key: str) -> DeskSettings:
         """The desk configured under ``key``; :class:`KeyError` when there is none."""
@@ -285,9 +410,18 @@ class _EnvName(_Str):
         text = super()._deserialize(value, attr, data, **kwargs)
         if text and not _ENV_NAME_RE.fullmatch(text):
             raise ValidationError(
-                f"{text!r} is not an environment variable name (e.g. CARE_ZENDESK_SECRET)"
+                f"{_name_shown(text)} is not an environment variable name "
+                "(e.g. CARE_ZENDESK_SECRET)"
             )
         return text
+
+
+def _name_shown(text: str) -> str:
+    """A would-be variable name as a message quotes it: whole when short; cut when long, for
+    a long one is most likely the secret itself, pasted where its variable's name goes."""
+    if len(text) <= 16:
+        return repr(text)
+    return f"{text[:3]!r}... ({len(text)} characters, not shown)"
 
 
 class _Url(_Str):
@@ -643,6 +777,39 @@ class _DetectionSchema(_Strict):
     rules = _List(fields.Nested(_DetectionRuleSchema), load_default=list)
 
 
+def _base_url_problem(url: str, *, allow_http: bool) -> str | None:
+    """Why a desk's ``base_url`` is refused (credentials are sent to it), else ``None``.
+
+    https only, except on loopback (a local desk or a test double) or with
+    ``options.allow_http = true``; no ``user:password@`` (credentials come from variables);
+    no query or fragment; never a link-local, multicast or unspecified address (the cloud
+    metadata service lives at 169.254.169.254).
+    """
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return "must not carry credentials (user:password@): name their variables instead"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return "must not have a query or a fragment"
+    host = (parts.hostname or "").lower()
+    try:
+        address = ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        mapped = getattr(address, "ipv4_mapped", None)
+        address = mapped or address
+        if address.is_link_local or address.is_multicast or address.is_unspecified:
+            return f"{host} is a link-local, multicast or unspecified address: not a help desk"
+    loopback = host == "localhost" or host.endswith(".localhost")
+    loopback = loopback or (address is not None and address.is_loopback)
+    if parts.scheme == "http" and not loopback and not allow_http:
+        return (
+            "plain http would send the desk's credentials unencrypted: use https "
+            "(http is taken on loopback, or with options.allow_http = true)"
+        )
+    return None
+
+
 class _DeskSchema(_Strict):
     adapter = _Key(required=True)
     base_url = _Url(required=True)
@@ -679,6 +846,13 @@ class _DeskSchema(_Strict):
             return {**data, "secret_env": [data["secret_env"]]}
         return data
 
+    @validates_schema
+    def _safe_base_url(self, data: dict[str, Any], **kwargs: Any) -> None:
+        allow_http = data.get("options", {}).get("allow_http") is True
+        problem = _base_url_problem(data["base_url"], allow_http=allow_http)
+        if problem is not None:
+            raise ValidationError(problem, field_name="base_url")
+
 
 class _JobsSchema(_Strict):
     tick_seconds = _Int(required=True, minimum=1)
@@ -709,6 +883,177 @@ class _JobsSchema(_Strict):
         return JobSettings(**data)
 
 
+class _HealthSchema(_Strict):
+    expect = _List(
+        _Str(
+            validate=validate.OneOf(
+                HEARTBEAT_KINDS, error="unknown process {input!r} (one of: {choices})"
+            )
+        ),
+        required=True,
+    )
+    max_heartbeat_age = _Int(required=True, minimum=1)
+    heartbeat_seconds = _Int(required=True, minimum=1)
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if len(set(data["expect"])) != len(data["expect"]):
+            raise ValidationError("a process is named twice", "expect")
+        if data["heartbeat_seconds"] >= data["max_heartbeat_age"]:
+            raise ValidationError(
+                f"must be less than max_heartbeat_age ({data['max_heartbeat_age']})",
+                "heartbeat_seconds",
+            )
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> HealthSettings:
+        return HealthSettings(**{**data, "expect": tuple(data["expect"])})
+
+
+class _Network(fields.Field):
+    """A client network in CIDR notation (``10.0.0.0/8``); a bare address is one host."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> IPv4Network | IPv6Network:
+        if not isinstance(value, str):
+            raise ValidationError("must be a string")
+        text = value
+        try:
+            return ip_network(text.strip())
+        except ValueError as err:
+            raise ValidationError(
+                f"not a network {text!r}: {err} (e.g. 10.0.0.0/8, 127.0.0.1 or ::1)"
+            ) from None
+
+
+class _MetricsSchema(_Strict):
+    enabled = _Bool(required=True)
+    allow = _List(_Network(), required=True)
+    token_env = _EnvName(required=True)
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> MetricsSettings:
+        return MetricsSettings(**{**data, "allow": tuple(data["allow"])})
+
+
+class _LoggingSchema(_Strict):
+    format = _Str(
+        required=True,
+        validate=validate.OneOf(LOG_FORMATS, error="unknown format {input!r} (one of: {choices})"),
+    )
+    level = _Str(
+        required=True,
+        validate=validate.OneOf(LOG_LEVELS, error="unknown level {input!r} (one of: {choices})"),
+    )
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> LogSettings:
+        return LogSettings(**data)
+
+
+class _OutboxSchema(_Strict):
+    lease_seconds = _Float(
+        required=True, validate=validate.Range(min=1, error="must be at least 1")
+    )
+    retry_base_seconds = _Float(
+        required=True, validate=validate.Range(min=0, min_inclusive=False, error="must be > 0")
+    )
+    retry_cap_seconds = _Float(
+        required=True, validate=validate.Range(min=0, min_inclusive=False, error="must be > 0")
+    )
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["retry_cap_seconds"] < data["retry_base_seconds"]:
+            raise ValidationError(
+                f"must be at least retry_base_seconds ({data['retry_base_seconds']:g})",
+                "retry_cap_seconds",
+            )
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> OutboxSettings:
+        return OutboxSettings(**data)
+
+
+class _Expiry(fields.Field):
+    """When an admin token stops working -> the first instant (UTC) it no longer works.
+
+    A TOML date (or ``"2027-03-01"``): the token works through the end of that day UTC. A
+    TOML offset date-time (or ISO text with an offset): that instant. A local date-time (no
+    offset) is refused: which zone it means would be a guess.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str):
+            value = _iso_date_or_time(value)
+        try:
+            if isinstance(value, datetime):
+                if value.tzinfo is None or value.utcoffset() is None:
+                    raise ValidationError(
+                        f"{value.isoformat()} has no UTC offset: add one "
+                        "(2027-03-01T00:00:00Z), or give a date (works through that day, UTC)"
+                    )
+                return value.astimezone(UTC)
+            if isinstance(value, date):
+                return datetime.combine(value + timedelta(days=1), time(), UTC)
+        except OverflowError:
+            raise ValidationError(f"out of range: {value!r}") from None
+        raise ValidationError(_EXPIRY_HINT.format(value=value))
+
+
+_EXPIRY_HINT = (
+    "not a date or a date-time with an offset: {value!r} "
+    "(e.g. 2027-03-01, or 2027-03-01T12:00:00+04:00)"
+)
+
+
+def _iso_date_or_time(text: str) -> date | datetime:
+    """ISO text as a date (``2027-03-01``) or else a date-time; refused when neither."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(_EXPIRY_HINT.format(value=text)) from None
+
+
+class _AdminTokenSchema(_Strict):
+    env = _EnvName(nonempty=True, required=True)
+    scope = _Str(
+        load_default="write",
+        validate=validate.OneOf(ADMIN_SCOPES, error="unknown scope {input!r} (read or write)"),
+    )
+    expires = _Expiry(load_default=None)
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> AdminToken:
+        return AdminToken(**data)
+
+
+class _AdminTokenEntry(fields.Field):
+    """An ``[admin] tokens`` value: the NAME of the token's environment variable, or a table
+    ``{ env = "NAME", scope = "read" | "write", expires = <date or offset date-time> }``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> AdminToken:
+        if isinstance(value, str):
+            return AdminToken(env=_EnvName(nonempty=True).deserialize(value))
+        if isinstance(value, Mapping):
+            token: AdminToken = _AdminTokenSchema().load(value)
+            return token
+        raise ValidationError(
+            'must be the NAME of an environment variable ("CARE_ADMIN_TOKEN_ALICE") or a table '
+            '{ env = "CARE_ADMIN_TOKEN_ALICE", scope = "read", expires = 2027-03-01 }'
+        )
+
+
+class _AdminSchema(_Strict):
+    tokens = _Table(_AdminTokenEntry(), required=True)
+    max_body_bytes = _Int(required=True, minimum=1)
+
+
 class _ConfigSchema(_Strict):
     database = fields.Nested(_DatabaseSchema, required=True)
     server = fields.Nested(_ServerSchema, required=True)
@@ -731,6 +1076,11 @@ class _ConfigSchema(_Strict):
     priorities = _Table(_PriorityMapSchema, required=True)
     detection = fields.Nested(_DetectionSchema, required=True)
     jobs = fields.Nested(_JobsSchema, required=True)
+    health = fields.Nested(_HealthSchema, required=True)
+    metrics = fields.Nested(_MetricsSchema, required=True)
+    logging = fields.Nested(_LoggingSchema, required=True)
+    admin = fields.Nested(_AdminSchema, required=True)
+    outbox = fields.Nested(_OutboxSchema, required=True)
     desks = _Table(_DeskSchema, required=True)
 
 
@@ -774,10 +1124,18 @@ def _flatten(messages: Any, path: _Path = ()) -> Iterator[tuple[_Path, str]]:
         yield path, str(messages)
 
 
+# user:password@ in a URL: the password is never quoted in a message.
+_URL_PASSWORD_RE = re.compile(r"(://[^/@\s:]*:)[^@/\s]*@")
+
+
+def _without_password(text: str) -> str:
+    return _URL_PASSWORD_RE.sub(r"\1***@", text)
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, date | time):
         return repr(value.isoformat())
-    text = repr(value)
+    text = _without_password(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -785,6 +1143,8 @@ def _problem(source: str, path: _Path, message: str, data: Any) -> str:
     if message == "Missing data for required field.":
         return f"{source}: {_dotted(path)}: missing (required)"
     value = _lookup(data, path)
+    if any(isinstance(part, str) and (part.endswith("_env") or part == "tokens") for part in path):
+        value = _MISSING  # a variable's name: its message quotes it (_name_shown), or nothing
     shown = "" if value is _MISSING or isinstance(value, Mapping) else _describe(value)
     # A message that quotes the value ('Mars/Base') needs no "(got ...)"; numbers always do.
     quoted = shown.startswith(("'", '"')) and shown in message
@@ -990,6 +1350,13 @@ def _cross_check(doc: dict[str, Any]) -> Iterator[tuple[_Path, str]]:
             for level in ("highest", "high", "regular"):
                 if not mapping[level]:
                     yield ("priorities", adapter, level), 'must not be empty when kind = "field"'
+    health, tick = doc["health"], doc["jobs"].tick_seconds
+    if "scheduler" in health.expect and health.max_heartbeat_age <= tick:
+        # The scheduler records its heartbeat when it ticks.
+        yield (
+            ("health", "max_heartbeat_age"),
+            f"must be more than jobs.tick_seconds ({tick}) while the scheduler is expected",
+        )
 
 
 def _plugin_adapters() -> list[str]:
@@ -1139,6 +1506,18 @@ def _build_desks(doc: dict[str, Any], environ: Mapping[str, str]) -> dict[str, D
     return desks
 
 
+def _build_admin(doc: dict[str, Any], environ: Mapping[str, str]) -> AdminSettings:
+    access: dict[str, AdminToken] = dict(doc["admin"]["tokens"])
+    token_env = {name: token.env for name, token in access.items()}
+    tokens = {name: environ[var] for name, var in token_env.items() if environ.get(var)}
+    return AdminSettings(
+        token_env=token_env,
+        tokens=tokens,
+        access=access,
+        max_body_bytes=doc["admin"]["max_body_bytes"],
+    )
+
+
 def _env_url(
     environ: Mapping[str, str], name: str, configured: str, check: Callable[[str], bool]
 ) -> str:
@@ -1146,7 +1525,7 @@ def _env_url(
     if not value:
         return configured
     if not check(value):
-        raise ConfigError(f"{name}: not a valid URL: {value!r}")
+        raise ConfigError(f"{name}: not a valid URL: {_without_password(repr(value))}")
     return value
 
 
@@ -1215,7 +1594,7 @@ def load_settings(
         database_url = f"sqlite:///{Path.cwd().resolve() / _SQLITE_FILE}"
     elif not _DB_URL_RE.fullmatch(database_url):
         raise ConfigError(
-            f"{source}: database.url: not a database URL: {database_url!r} "
+            f"{source}: database.url: not a database URL: {_without_password(repr(database_url))} "
             "(e.g. postgresql+psycopg://user@host/db, or empty for SQLite)"
         )
     public_url = _env_url(
@@ -1224,6 +1603,8 @@ def load_settings(
         doc["server"]["public_url"],
         lambda v: bool(_HTTP_URL_RE.fullmatch(v)),
     ).rstrip("/")
+    metrics: MetricsSettings = doc["metrics"]
+    metrics_token = environ.get(metrics.token_env, "") if metrics.token_env else ""
 
     return Settings(
         policy=policy,
@@ -1234,7 +1615,24 @@ def load_settings(
         source_path=path,
         desks_configured=bool(doc["desks"]),
         jobs=doc["jobs"],
+        admin=_build_admin(doc, environ),
+        outbox=doc["outbox"],
+        health=doc["health"],
+        metrics=replace(metrics, token=metrics_token),
+        logging=_log_settings(doc["logging"], environ),
     )
+
+
+def _log_settings(configured: LogSettings, environ: Mapping[str, str]) -> LogSettings:
+    """``[logging]`` with ``CARE_LOG_FORMAT`` and ``CARE_LOG_LEVEL`` applied."""
+    fmt = environ.get(ENV_LOG_FORMAT, "").strip().lower() or configured.format
+    level = environ.get(ENV_LOG_LEVEL, "").strip().upper() or configured.level
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"{ENV_LOG_FORMAT}: unknown format {fmt!r} (one of: json, text)")
+    if level not in LOG_LEVELS:
+        choices = ", ".join(LOG_LEVELS)
+        raise ConfigError(f"{ENV_LOG_LEVEL}: unknown level {level!r} (one of: {choices})")
+    return LogSettings(format=fmt, level=level)
 
 
 def default_settings(*, environ: Mapping[str, str] | None = None) -> Settings:

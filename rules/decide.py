@@ -321,7 +321,8 @@ def decide(
             tags.append(policy.tags.no_upgrade_subscription)
             note.add("no_upgrade_subscription")
             if customer is not None and not observe:
-                public.append(Message("no_upgrade_subscription", True, {}))
+                name = customer.name or event.requester_name or ""
+                public.append(Message("no_upgrade_subscription", True, {"name": name}))
         elif not cover.paid:
             counts_quota = cover.counts_quota
             approval = ApprovalState.NOT_REQUIRED

@@ -140,7 +140,9 @@ def test_upgrade_without_upgrade_subscription_is_blocked(policy: Policy) -> None
     assert d.charge == 0 and not d.approval_required
     assert "care_no_upgrade_subscription" in d.tags
     assert [m.kind for m in d.messages] == ["note", "no_upgrade_subscription"]
-    assert "upgrade subscription" in texts(d)[1]
+    reply = texts(d)[1]
+    assert "upgrade subscription" in reply
+    assert reply.startswith(f"Hello {CREDITS.name},") and "{" not in reply
 
 
 def test_vip_upgrade_is_included_but_still_needs_an_upgrade_subscription(policy: Policy) -> None:
