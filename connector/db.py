@@ -197,7 +197,7 @@ class Database:
                 with self.transaction() as session:
                     return fn(session)
             except DBAPIError as err:
-                if attempt == attempts or not _is_retryable(err):
+                if attempt == attempts or not is_retryable(err):
                     raise
                 time.sleep(min(0.01 * 2**attempt, 0.5))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -255,7 +255,7 @@ def alembic_config() -> Any:
     return config
 
 
-def _is_retryable(err: DBAPIError) -> bool:
+def is_retryable(err: DBAPIError) -> bool:
     """A serialization failure or deadlock, or a connection that was lost (the database
     restarted): SQLAlchemy has then invalidated the pool, and the next try reconnects."""
     if err.connection_invalidated:

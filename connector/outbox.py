@@ -6,8 +6,11 @@ failure, like a timeout, and before a note or reply is retried the ticket is rea
 the send skipped if the marker is already there. Priority and tags are idempotent writes.
 
 Failures: 4xx other than 408/409/429 are permanent (dead-lettered at once); others are
-retried with exponential backoff and full jitter, never sooner than the desk's
-``Retry-After``, and dead-lettered after the desk's ``max_attempts``, the error kept.
+retried with exponential backoff and "equal" jitter (half the ceiling fixed, half random),
+never sooner than the desk's ``Retry-After``, and dead-lettered after the desk's
+``max_attempts``, the error kept. The fixed halves bound how soon a row can be dead-lettered:
+with the defaults (2 s, 8 tries) no sooner than 127 s after its first failure, so a desk
+down for a minute loses nothing (full jitter could use up every try within seconds).
 Workers claim with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several can run at once.
 """
 
@@ -15,22 +18,26 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import aliased
 
+from adapters.base import HelpdeskClient
 from adapters.errors import HelpdeskAPIError, HelpdeskTimeoutError
 from connector.extension import ConnectorState
+from connector.logging_setup import log_context
 from connector.models import OutboxAction
 
 log = logging.getLogger("care_connector.outbox")
 
-#: A claim older than this is taken as a worker that died mid-request.
+#: The defaults of ``[outbox]`` (st.settings.outbox): the lease, the first retry's ceiling
+#: in seconds (doubled per attempt) and the longest wait.
 LEASE = timedelta(minutes=5)
-BACKOFF_BASE = 2.0  # seconds, doubled per attempt
+BACKOFF_BASE = 2.0
 BACKOFF_CAP = 600.0
 
 
@@ -44,17 +51,24 @@ class Sent:
     error: str | None = None
 
 
-def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> float:
-    """Seconds before the next try: full jitter over an exponential ceiling, and never less
-    than what the desk asked for."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    wait = rng.uniform(0, ceiling)
+def backoff(
+    attempts: int,
+    retry_after: float | None,
+    rng: random.Random,
+    *,
+    base: float = BACKOFF_BASE,
+    cap: float = BACKOFF_CAP,
+) -> float:
+    """Seconds before the next try: half an exponential ceiling plus a random share of the
+    other half ("equal jitter"), and never less than what the desk asked for."""
+    ceiling: float = min(cap, base * 2 ** max(0, attempts - 1))
+    wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
     return max(wait, retry_after or 0.0)
 
 
 def recover_stale(st: ConnectorState) -> int:
     """Claims older than the lease go back to pending, marked unclear (read back first)."""
-    cutoff = st.clock() - LEASE
+    cutoff = st.clock() - timedelta(seconds=st.settings.outbox.lease_seconds)
     with st.database.transaction() as session:
         result = session.execute(
             update(OutboxAction)
@@ -64,7 +78,39 @@ def recover_stale(st: ConnectorState) -> int:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _claim(st: ConnectorState, limit: int) -> list[int]:
+@dataclass(frozen=True)
+class _Claimed:
+    """A claimed row, as read in the claiming transaction (no other read is needed)."""
+
+    id: int
+    desk: str
+    ticket: str
+    ticket_key: str
+    kind: str
+    marker: str
+    payload: dict[str, Any]
+    unclear: bool
+    attempts: int  # this attempt included
+    queued_at: datetime
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one send came to, written back with the others of its round."""
+
+    sent: Sent
+    values: dict[str, Any]
+
+
+#: Actions of one ticket claimed in one round at most (the first due one and those after it).
+PER_TICKET = 8
+
+
+def _claim(st: ConnectorState, limit: int) -> tuple[datetime, list[list[_Claimed]]]:
+    """Claim up to ``limit`` tickets' due actions, in one transaction: per ticket, its first
+    pending action (none earlier is pending or being sent) and the due ones right after it,
+    in order. Rows locked by another worker are skipped (PostgreSQL). Returns the claim's
+    time (the rows' ``claimed_at``) with the queues."""
     now = st.clock()
     earlier = aliased(OutboxAction)
     blocked = (
@@ -77,7 +123,8 @@ def _claim(st: ConnectorState, limit: int) -> list[int]:
         .exists()
     )
     with st.database.transaction() as session:
-        stmt = (
+        postgres = session.get_bind().dialect.name == "postgresql"
+        heads_stmt = (
             select(OutboxAction)
             .where(
                 OutboxAction.status == "pending",
@@ -87,45 +134,162 @@ def _claim(st: ConnectorState, limit: int) -> list[int]:
             .order_by(OutboxAction.id)
             .limit(limit)
         )
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.scalars(stmt))
-        for row in rows:
-            row.status = "sending"
-            row.claimed_at = now
-            row.attempts += 1
-        return [row.id for row in rows]
+        if postgres:
+            heads_stmt = heads_stmt.with_for_update(skip_locked=True)
+        heads = list(session.scalars(heads_stmt))
+        if not heads:
+            return now, []
+        # The rest of each ticket's queue: taken while it is due, up to the first that is not.
+        rest_stmt = (
+            select(OutboxAction)
+            .where(
+                OutboxAction.ticket_key.in_([row.ticket_key for row in heads]),
+                OutboxAction.status == "pending",
+                OutboxAction.id.not_in([row.id for row in heads]),
+            )
+            .order_by(OutboxAction.id)
+        )
+        if postgres:
+            rest_stmt = rest_stmt.with_for_update(skip_locked=True)
+        queues: dict[str, list[OutboxAction]] = {row.ticket_key: [row] for row in heads}
+        stopped: set[str] = set()
+        for row in session.scalars(rest_stmt):
+            queue = queues[row.ticket_key]
+            if row.ticket_key in stopped or row.id < queue[0].id:
+                continue
+            if row.next_attempt_at > now or len(queue) >= PER_TICKET:
+                stopped.add(row.ticket_key)
+                continue
+            queue.append(row)
+        claimed: list[list[_Claimed]] = []
+        for queue in queues.values():
+            for row in queue:
+                row.status, row.claimed_at, row.attempts = "sending", now, row.attempts + 1
+            claimed.append(
+                [
+                    _Claimed(
+                        row.id,
+                        row.desk,
+                        row.ticket_id,
+                        row.ticket_key,
+                        row.kind,
+                        row.marker,
+                        dict(row.payload),
+                        row.unclear,
+                        row.attempts,
+                        row.created_at,
+                    )
+                    for row in queue
+                ]
+            )
+        return now, claimed
+
+
+class _Lease:
+    """The rows of one round, still this worker's.
+
+    A round can outlast the lease (a slow desk: each send may take the desk's timeout), and
+    another worker then takes its rows back as abandoned. So the round renews its claim
+    (``claimed_at``, the rows' claim token) every third of the lease, rows still
+    ``sending`` under the token it holds; a row that is no longer its own is neither sent
+    nor recorded by it.
+    """
+
+    def __init__(self, st: ConnectorState, claimed_at: datetime, ids: list[int]) -> None:
+        self.st = st
+        self.token = claimed_at
+        self.ids = set(ids)
+        self.renewed = time.monotonic()
+        self.every = st.settings.outbox.lease_seconds / 3
+
+    def holds(self, row_id: int) -> bool:
+        """Whether the row is still this round's (the claim renewed first when due)."""
+        return row_id in self.current()
+
+    def current(self) -> set[int]:
+        """The rows still this round's, the claim renewed first when due."""
+        if time.monotonic() - self.renewed >= self.every:
+            self._renew()
+        return self.ids
+
+    def _renew(self) -> None:
+        now = self.st.clock()
+        with self.st.database.transaction() as session:
+            kept = session.scalars(
+                update(OutboxAction)
+                .where(
+                    OutboxAction.id.in_(self.ids),
+                    OutboxAction.status == "sending",
+                    OutboxAction.claimed_at == self.token,
+                )
+                .values(claimed_at=now)
+                .returning(OutboxAction.id)
+            )
+            held, self.ids = len(self.ids), set(kept)
+        self.token, self.renewed = now, time.monotonic()
+        if len(self.ids) < held:
+            log.warning("outbox: %s claimed rows were taken back", held - len(self.ids))
 
 
 def run_once(
     st: ConnectorState, *, limit: int = 50, rng: random.Random | None = None
 ) -> list[Sent]:
-    """Send what is due now; returns each row's outcome."""
+    """Send what is due now; returns each row's outcome.
+
+    One round: claim (one transaction), send each ticket's actions in order, then record
+    every outcome (one transaction). A ticket whose action is to be retried stops there; its
+    later actions go back to pending untried. A worker killed mid-round leaves its rows
+    claimed: after the lease they are unclear, and notes and replies are read back first.
+    """
     recover_stale(st)
     rng = rng or random.Random()
-    return [_send(st, row_id, rng) for row_id in _claim(st, limit)]
+    outcomes: list[_Outcome] = []
+    claimed_at, queues = _claim(st, limit)
+    lease = _Lease(st, claimed_at, [row.id for queue in queues for row in queue])
+    for queue in queues:
+        for position, row in enumerate(queue):
+            if not lease.holds(row.id):
+                break  # taken back by another worker (this round outlasted the lease)
+            outcome = _send(st, row, rng)
+            outcomes.append(outcome)
+            if outcome.sent.status == "retry":
+                outcomes += [_release(later) for later in queue[position + 1 :]]
+                break
+    _record(st, outcomes, lease)
+    return [o.sent for o in outcomes if o.sent.status != "released"]
 
 
-def _send(st: ConnectorState, row_id: int, rng: random.Random) -> Sent:
-    with st.database.transaction(read_only=True) as session:
-        row = session.get(OutboxAction, row_id)
-        assert row is not None
-        desk, ticket, kind, marker = row.desk, row.ticket_id, row.kind, row.marker
-        payload: dict[str, Any] = dict(row.payload)
-        unclear, attempts = row.unclear, row.attempts
+def _send(st: ConnectorState, row: _Claimed, rng: random.Random) -> _Outcome:
+    """One attempt, timed for ``st.metrics``; log records carry the ticket."""
+    started = time.perf_counter()
+    with log_context(ticket=f"{row.desk}:{row.ticket}" if row.ticket else None):
+        outcome = _attempt(st, row, rng)
+    # created_at is the real clock's (a column default), so the delay is too.
+    sent = outcome.sent
+    delay = datetime.now(UTC) - row.queued_at if sent.status == "sent" else None
+    st.metrics.postback(row.desk, row.kind, sent.status, time.perf_counter() - started, delay)
+    return outcome
+
+
+def _attempt(st: ConnectorState, row: _Claimed, rng: random.Random) -> _Outcome:
+    desk, ticket, kind, marker, payload = row.desk, row.ticket, row.kind, row.marker, row.payload
     desk_settings = st.settings.desks.get(desk)
     if desk_settings is None:
-        return _finish(st, row_id, kind, "dead", f"desk {desk!r} is no longer configured")
+        return _finished(st, row, "dead", f"desk {desk!r} is no longer configured")
     client = st.client(desk)
     try:
-        if unclear and kind in ("note", "reply") and client.has_marker(ticket, marker):
-            return _finish(st, row_id, kind, "sent", None, skipped=True)
+        if row.unclear and kind in ("note", "reply") and client.has_marker(ticket, marker):
+            return _finished(st, row, "sent", None, skipped=True)
         if kind == "priority":
             client.set_priority(ticket, str(payload["value"]))
         elif kind == "tags":
-            client.add_tags(ticket, list(payload["tags"]))
+            tags = _tags_to_write(client, ticket, list(payload["tags"]), row.unclear, True)
+            if tags:
+                client.add_tags(ticket, tags)
         elif kind == "remove_tags":
-            client.remove_tags(ticket, list(payload["tags"]))
+            tags = _tags_to_write(client, ticket, list(payload["tags"]), row.unclear, False)
+            if tags:
+                client.remove_tags(ticket, tags)
         elif kind == "note":
             client.add_note(ticket, str(payload["body"]), marker=marker)
         elif kind == "reply":
@@ -135,52 +299,112 @@ def _send(st: ConnectorState, row_id: int, rng: random.Random) -> Sent:
                 str(payload["email"]), str(payload["subject"]), str(payload["body"]), marker=marker
             )
         else:
-            return _finish(st, row_id, kind, "dead", f"unknown outbox action {kind!r}")
+            return _finished(st, row, "dead", f"unknown outbox action {kind!r}")
     except HelpdeskAPIError as err:
         message = f"{err.__class__.__name__}: {err}"[:2000]
         if err.permanent:
-            log.error("outbox %s (%s %s): dead: %s", row_id, desk, kind, message)
-            return _finish(st, row_id, kind, "dead", message)
-        if attempts >= desk_settings.max_attempts:
+            log.error("outbox %s (%s %s): dead: %s", row.id, desk, kind, message)
+            return _finished(st, row, "dead", message)
+        if row.attempts >= desk_settings.max_attempts:
             log.error(
-                "outbox %s (%s %s): dead after %s tries: %s", row_id, desk, kind, attempts, message
+                "outbox %s (%s %s): dead after %s tries: %s",
+                row.id,
+                desk,
+                kind,
+                row.attempts,
+                message,
             )
-            return _finish(st, row_id, kind, "dead", message)
-        wait = backoff(attempts, err.retry_after, rng)
-        unclear_now = isinstance(err, HelpdeskTimeoutError)
-        return _retry(st, row_id, kind, message, wait, unclear_now)
-    return _finish(st, row_id, kind, "sent", None)
+            return _finished(st, row, "dead", message)
+        timing = st.settings.outbox
+        wait = backoff(
+            row.attempts,
+            err.retry_after,
+            rng,
+            base=timing.retry_base_seconds,
+            cap=timing.retry_cap_seconds,
+        )
+        # A timed-out write may have been applied; a timed-out read (the reads a client makes
+        # before writing) was not, and leaves the row as clear as it was.
+        timed_out_write = isinstance(err, HelpdeskTimeoutError) and err.method != "GET"
+        unclear = row.unclear or timed_out_write
+        values = {
+            "status": "pending",
+            "last_error": message,
+            "unclear": unclear,
+            "next_attempt_at": st.clock() + timedelta(seconds=wait),
+        }
+        return _Outcome(Sent(row.id, kind, "retry", message), values)
+    except (KeyError, TypeError, ValueError) as err:
+        # The action itself is unusable (a payload without its field, an address the client
+        # refuses): no retry can help, and left "sending" it would come back for ever.
+        message = f"the action cannot be sent: {err.__class__.__name__}: {err}"[:2000]
+        log.error("outbox %s (%s %s): dead: %s", row.id, desk, kind, message)
+        return _finished(st, row, "dead", message)
+    return _finished(st, row, "sent", None)
 
 
-def _finish(
-    st: ConnectorState,
-    row_id: int,
-    kind: str,
-    status: str,
-    error: str | None,
-    *,
-    skipped: bool = False,
-) -> Sent:
-    now = st.clock()
+def _tags_to_write(
+    client: HelpdeskClient, ticket: str, tags: list[str], unclear: bool, adding: bool
+) -> list[str]:
+    """The tags a (re)try still has to add or remove.
+
+    After an unclear failure, on a desk whose client reads tags (Zammad writes one tag per
+    call), the ticket's tags are read back and only the tags not yet added (or not yet
+    removed) are written: each try then moves on from where the last one stopped, instead of
+    starting over and timing out at the same call again.
+    """
+    if not unclear:
+        return tags
+    current = client.get_tags(ticket)
+    if current is None:
+        return tags  # the desk's own write merges (or it cannot read tags): send them all
+    present = {tag.casefold() for tag in current}
+    return [tag for tag in tags if (tag.casefold() in present) != adding]
+
+
+def _finished(
+    st: ConnectorState, row: _Claimed, status: str, error: str | None, *, skipped: bool = False
+) -> _Outcome:
+    values: dict[str, Any] = {"status": status}
+    if error is not None:
+        values["last_error"] = error
+    if status == "sent":
+        values["sent_at"] = st.clock()
+    return _Outcome(Sent(row.id, row.kind, "skipped" if skipped else status, error), values)
+
+
+def _release(row: _Claimed) -> _Outcome:
+    """An action not tried because an earlier one of its ticket is to be retried first."""
+    values = {"status": "pending", "attempts": row.attempts - 1}
+    return _Outcome(Sent(row.id, row.kind, "released"), values)
+
+
+def _record(st: ConnectorState, outcomes: list[_Outcome], lease: _Lease) -> None:
+    """Every outcome of a round, in one transaction; only for rows still the round's (a row
+    another worker took back is its to finish)."""
+    if not outcomes:
+        return
+    held = lease.current()
+    # One statement per set of columns written (sent, retried, dead, released), each run
+    # over all of its rows at once (executemany).
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for outcome in outcomes:
+        if outcome.sent.id in held:
+            values = {f"new_{name}": value for name, value in outcome.values.items()}
+            groups.setdefault(tuple(sorted(outcome.values)), []).append(
+                {"row_id": outcome.sent.id, **values}
+            )
+    table = cast(Table, OutboxAction.__table__)
     with st.database.transaction() as session:
-        row = session.get(OutboxAction, row_id)
-        assert row is not None
-        row.status = status
-        row.last_error = error if error is not None else row.last_error
-        if status == "sent":
-            row.sent_at = now
-    return Sent(row_id, kind, "skipped" if skipped else status, error)
-
-
-def _retry(
-    st: ConnectorState, row_id: int, kind: str, error: str, wait: float, unclear: bool
-) -> Sent:
-    now: datetime = st.clock()
-    with st.database.transaction() as session:
-        row = session.get(OutboxAction, row_id)
-        assert row is not None
-        row.status = "pending"
-        row.last_error = error
-        row.unclear = row.unclear or unclear
-        row.next_attempt_at = now + timedelta(seconds=wait)
-    return Sent(row_id, kind, "retry", error)
+        connection = session.connection()
+        for names, rows in groups.items():
+            statement = (
+                update(table)
+                .where(
+                    table.c.id == bindparam("row_id"),
+                    table.c.status == "sending",
+                    table.c.claimed_at == lease.token,
+                )
+                .values({name: bindparam(f"new_{name}") for name in names})
+            )
+            connection.execute(statement, rows)

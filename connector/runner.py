@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from connector import outbox, worker
 from connector.extension import ConnectorState
+from connector.heartbeats import Heartbeats
 
 log = logging.getLogger("care_connector.runner")
 
@@ -36,11 +37,25 @@ def drain(st: ConnectorState, *, rng: random.Random | None = None, rounds: int =
     return done
 
 
-def loop(st: ConnectorState, stop: threading.Event, *, idle_seconds: float = 0.5) -> None:
-    """Run both workers until ``stop`` is set; an error is logged and the loop goes on."""
+def loop(
+    st: ConnectorState,
+    stop: threading.Event,
+    *,
+    idle_seconds: float = 0.5,
+    heartbeats: Heartbeats | None = None,
+) -> None:
+    """Run both workers until ``stop`` is set; an error is logged and the loop goes on.
+
+    Each worker records its heartbeat after a round that did not fail.
+    """
+    heartbeats = heartbeats or Heartbeats(st)
     while not stop.is_set():
         try:
-            busy = bool(worker.run_once(st)) | bool(outbox.run_once(st))
+            processed = worker.run_once(st)
+            heartbeats.beat("worker")
+            sent = outbox.run_once(st)
+            heartbeats.beat("outbox")
+            busy = bool(processed) or bool(sent)
         except Exception:  # noqa: BLE001 - a worker never dies of one bad round
             log.exception("worker round failed")
             busy = False
@@ -48,9 +63,62 @@ def loop(st: ConnectorState, stop: threading.Event, *, idle_seconds: float = 0.5
             stop.wait(idle_seconds)
 
 
+def loop_in_threads(
+    st: ConnectorState,
+    stop: threading.Event,
+    *,
+    idle_seconds: float = 0.5,
+    heartbeats: Heartbeats | None = None,
+) -> None:
+    """Run the processing worker and the outbox worker each in a thread of its own until
+    ``stop`` is set (``care-connector worker``): while one waits on the database the other
+    waits on a desk, instead of taking turns. Errors are logged and the loops go on."""
+    heartbeats = heartbeats or Heartbeats(st)
+    sender = threading.Thread(
+        target=_loop_one,
+        args=(st, stop, "outbox", idle_seconds, heartbeats),
+        name="care-outbox",
+        daemon=True,
+    )
+    sender.start()
+    try:
+        _loop_one(st, stop, "worker", idle_seconds, heartbeats)
+    finally:
+        sender.join()
+
+
+def _loop_one(
+    st: ConnectorState,
+    stop: threading.Event,
+    kind: str,
+    idle_seconds: float,
+    heartbeats: Heartbeats,
+) -> None:
+    """One worker's rounds (``kind``: ``worker`` or ``outbox``) until ``stop`` is set."""
+    run_once = worker.run_once if kind == "worker" else outbox.run_once
+    while not stop.is_set():
+        try:
+            busy = bool(run_once(st))
+            heartbeats.beat(kind)
+        except Exception:  # noqa: BLE001 - a worker never dies of one bad round
+            log.exception("%s round failed", kind)
+            busy = False
+        if not busy:
+            stop.wait(idle_seconds)
+
+
 def start_thread(st: ConnectorState) -> tuple[threading.Thread, threading.Event]:
-    """Both workers in a daemon thread of this process (the embedded default)."""
+    """Both workers in a daemon thread of this process (the embedded default); their first
+    heartbeats are recorded before it starts, so ``/healthz`` is green from the first request."""
+    heartbeats = Heartbeats(st)
+    heartbeats.beat("worker", "outbox", force=True)
     stop = threading.Event()
-    thread = threading.Thread(target=loop, args=(st, stop), name="care-worker", daemon=True)
+    thread = threading.Thread(
+        target=loop,
+        args=(st, stop),
+        kwargs={"heartbeats": heartbeats},
+        name="care-worker",
+        daemon=True,
+    )
     thread.start()
     return thread, stop
