@@ -190,14 +190,14 @@ class _Lease:
 
     A round can outlast the lease (a slow desk: each send may take the desk's timeout), and
     another worker then takes its rows back as abandoned. So the round renews its claim
-    (``claimed_at``, the rows' claim token) every third of the lease, rows still
-    ``sending`` under the token it holds; a row that is no longer its own is neither sent
+    (``claimed_at``, the time of the rows' claim) every third of the lease, rows still
+    ``sending`` under the claim it holds; a row that is no longer its own is neither sent
     nor recorded by it.
     """
 
     def __init__(self, st: ConnectorState, claimed_at: datetime, ids: list[int]) -> None:
         self.st = st
-        self.token = claimed_at
+        self.claimed_at = claimed_at
         self.ids = set(ids)
         self.renewed = time.monotonic()
         self.every = st.settings.outbox.lease_seconds / 3
@@ -220,13 +220,13 @@ class _Lease:
                 .where(
                     OutboxAction.id.in_(self.ids),
                     OutboxAction.status == "sending",
-                    OutboxAction.claimed_at == self.token,
+                    OutboxAction.claimed_at == self.claimed_at,
                 )
                 .values(claimed_at=now)
                 .returning(OutboxAction.id)
             )
             held, self.ids = len(self.ids), set(kept)
-        self.token, self.renewed = now, time.monotonic()
+        self.claimed_at, self.renewed = now, time.monotonic()
         if len(self.ids) < held:
             log.warning("outbox: %s claimed rows were taken back", held - len(self.ids))
 
@@ -403,7 +403,7 @@ def _record(st: ConnectorState, outcomes: list[_Outcome], lease: _Lease) -> None
                 .where(
                     table.c.id == bindparam("row_id"),
                     table.c.status == "sending",
-                    table.c.claimed_at == lease.token,
+                    table.c.claimed_at == lease.claimed_at,
                 )
                 .values({name: bindparam(f"new_{name}") for name in names})
             )

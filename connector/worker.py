@@ -51,6 +51,7 @@ from rules import coverage, priorities
 from rules.decide import ApprovalState, CategorySource, Decision, TicketState, decide
 from rules.events import EventType, TicketEvent, TicketStatus
 from rules.messages import render
+from rules.model import Customer as CustomerFacts
 from rules.model import Facts
 
 log = logging.getLogger("care_connector.worker")
@@ -224,14 +225,35 @@ def _note_waits(st: ConnectorState, done: list[Processed]) -> None:
 
 
 def _apply_all(st: ConnectorState, session: Session, batch: list[_Prepared]) -> list[Processed]:
+    mine = _lock_batch(session, [item.id for item in batch])
+    customers: dict[int, CustomerFacts] = {}  # loaded once per batch: a customer's tickets share it
     done: list[Processed] = []
     for item in batch:
+        if mine is not None and item.id not in mine:
+            done.append(Processed(item.id, "skipped"))  # another worker has it, or it is done
+            continue
         with log_context(ticket=f"{item.event.desk}:{item.event.ticket_id}"):
-            done.append(_apply_one(st, session, item))
+            done.append(_apply_one(st, session, item, customers))
     return done
 
 
-def _apply_one(st: ConnectorState, session: Session, item: _Prepared) -> Processed:
+def _lock_batch(session: Session, ids: list[int]) -> set[int] | None:
+    """Lock the batch's pending events in one statement, skipping those another worker holds
+    (PostgreSQL; ``None`` on SQLite, whose write transactions never overlap). Two workers that
+    read the same pending events thus split them at once instead of event by event."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    stmt = (
+        select(Event.id)
+        .where(Event.id.in_(ids), Event.status == "pending")
+        .with_for_update(skip_locked=True)
+    )
+    return set(session.scalars(stmt))
+
+
+def _apply_one(
+    st: ConnectorState, session: Session, item: _Prepared, customers: dict[int, CustomerFacts]
+) -> Processed:
     if item.error is not None and item.passing:
         return _record_wait(session, item.id, item.error)
     if item.error is not None:
@@ -239,7 +261,7 @@ def _apply_one(st: ConnectorState, session: Session, item: _Prepared) -> Process
     assert item.requester is not None
     try:
         with session.begin_nested():
-            return _apply(st, session, item.id, item.requester, item.tags)
+            return _apply(st, session, item.id, item.requester, item.tags, customers)
     except _CustomerBusy:
         return Processed(item.id, "skipped")
     except DBAPIError as err:
@@ -331,6 +353,7 @@ def _apply(
     event_id: int,
     who: _Requester,
     tags: tuple[str, ...] | None,
+    customers: dict[int, CustomerFacts] | None = None,
 ) -> Processed:
     row = _lock_event(session, event_id)
     if row is None:
@@ -356,7 +379,11 @@ def _apply(
     balance = 0
     if customer_id is not None:
         balance = _lock_customer(session, customer_id)
-    customer = load_customer(session, customer_id) if customer_id is not None else None
+    customer = None
+    if customer_id is not None:
+        cache = customers if customers is not None else {}
+        customer = cache.get(customer_id) or load_customer(session, customer_id)
+        cache[customer_id] = customer
     created_at = ticket.created_at if ticket is not None else event.created_at(now)
     period = coverage.quota_period(created_at, policy.calendar.zone)
     facts = Facts(
