@@ -18,6 +18,7 @@ built on :class:`VendorSchema` and nothing else, so that a bad body names the fa
 from __future__ import annotations
 
 import abc
+import base64
 import functools
 import json
 import re
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import requests
 from marshmallow import EXCLUDE, Schema, ValidationError
@@ -35,8 +36,12 @@ from adapters.errors import (
     HelpdeskAPIError,
     HelpdeskHostError,
     HelpdeskTimeoutError,
+    MissingSecretError,
+    SignatureError,
     UnsupportedOperationError,
 )
+from adapters.fields import short_repr
+from adapters.signing import SIGNATURE_MISMATCH, compare, hmac_hex
 from rules.events import EventType, TicketEvent
 from rules.priorities import PriorityMap
 
@@ -52,10 +57,14 @@ __all__ = [
     "TicketEvent",
     "VendorSchema",
     "flatten_errors",
+    "hook_endpoint",
     "load_json_object",
     "load_schema",
+    "basic_authorization",
     "marker_tag",
     "normalize_headers",
+    "option_choice",
+    "secret_env_name",
     "user_agent",
 ]
 
@@ -166,12 +175,58 @@ def normalize_headers(headers: HeaderSource) -> dict[str, str]:
     return out
 
 
+def basic_authorization(user: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP Basic authentication for ``user:password``."""
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {basic}"}
+
+
 def marker_tag(marker: str) -> str:
     """The text that marks a note or reply as the connector's: ``[care:<marker>]``.
 
     The caller puts it as the last line of the body; ``has_marker`` looks for it.
     """
     return f"[care:{marker}]"
+
+
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def option_choice(
+    desk: DeskConfig, name: str, choices: Sequence[_Choice], default: _Choice
+) -> _Choice:
+    """The desk option ``name`` (lower-cased), one of ``choices``; ``default`` when unset.
+
+    :raises ValueError: any other value, naming the desk, the option and the choices.
+    """
+    value = str(desk.options.get(name, default)).strip().lower()
+    for choice in choices:
+        if choice == value:
+            return choice
+    raise ValueError(
+        f"desk {desk.key!r}: options.{name} must be one of {', '.join(choices)}, got {value!r}"
+    )
+
+
+def secret_env_name(desk: DeskConfig) -> str:
+    """The environment variable that holds the desk's webhook secret: the first of its
+    ``secret_env``, else ``CARE_<DESK KEY>_SECRET``."""
+    return next(iter(desk.secret_env), "") or f"CARE_{desk.key.upper().replace('-', '_')}_SECRET"
+
+
+#: A public URL the connector can be reached at: http(s), a host, an optional path.
+_PUBLIC_URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+
+
+def hook_endpoint(public_url: str, desk_key: str) -> str:
+    """Where the desk posts its deliveries: ``<public_url>/hooks/<desk key>``.
+
+    :raises ValueError: ``public_url`` is not an http(s) URL.
+    """
+    url = public_url.strip().rstrip("/")
+    if not _PUBLIC_URL_RE.fullmatch(url):
+        raise ValueError(f"not an http(s) URL: {public_url!r} (e.g. https://care.example.com)")
+    return f"{url}/hooks/{desk_key}"
 
 
 @functools.cache
@@ -388,6 +443,46 @@ class HelpdeskAdapter(abc.ABC):
     def secrets(self) -> tuple[str, ...]:
         """The desk's non-empty webhook secrets."""
         return tuple(secret for secret in self.desk.secrets if secret)
+
+    def require_secrets(self) -> tuple[str, ...]:
+        """The desk's webhook secrets, for a ``verify`` that fails closed without one.
+
+        :raises MissingSecretError: none configured: every delivery is refused.
+        """
+        if not self.secrets:
+            names = ", ".join(self.desk.secret_env) or f"[desks.{self.desk.key}] secret_env"
+            raise MissingSecretError(
+                f"desk {self.desk.key!r} has no webhook secret (set {names}): "
+                "every delivery is refused",
+                adapter=self.key,
+            )
+        return self.secrets
+
+    def verify_hex_hmac(
+        self, headers: HeaderSource, body: bytes, *, header: str, algo: str, hint: str
+    ) -> None:
+        """Check a ``<algo>=<hex HMAC of the body>`` header against every configured secret
+        (a rotation lists two), for desks that sign the body alone.
+
+        :param header: the header's name as the desk documents it (``X-Hub-Signature``).
+        :param algo: the :mod:`hashlib` name that prefixes the digest (``sha1``, ``sha256``).
+        :param hint: how to make the desk send the header, for the message when it is missing.
+        :raises MissingSecretError: no secret configured.
+        :raises SignatureError: the header missing or not ``<algo>=<hex>``, or no secret
+            matching.
+        """
+        secrets = self.require_secrets()
+        given = normalize_headers(headers).get(header.lower(), "").strip()
+        if not given:
+            raise SignatureError(f"missing {header} header ({hint})", adapter=self.key)
+        prefix, _, digest = given.partition("=")
+        if prefix.strip().lower() != algo or not digest.strip():
+            raise SignatureError(
+                f"{header} {short_repr(given)} is not {algo}=<hex>", adapter=self.key
+            )
+        digest = digest.strip().lower()
+        if not any(compare(hmac_hex(secret, body, algo), digest) for secret in secrets):
+            raise SignatureError(SIGNATURE_MISMATCH, adapter=self.key)
 
     @property
     def tolerance(self) -> timedelta:

@@ -25,7 +25,9 @@ __all__ = [
     "Timestamp",
     "as_text",
     "blank_to_none",
+    "describe_account",
     "field_text",
+    "full_name",
     "short_repr",
 ]
 
@@ -39,12 +41,25 @@ def as_text(value: Any) -> str | None:
     return None
 
 
-def blank_to_none(value: str | None) -> str | None:
-    """``value`` stripped; ``None`` for no value or one a placeholder left empty."""
-    if value is None:
+def blank_to_none(value: object) -> str | None:
+    """``value`` stripped; ``None`` for no value, one a placeholder left empty, or one that
+    is not a string (a JSON answer's ``null``, number or object where text was expected)."""
+    if not isinstance(value, str):
         return None
-    text = value.strip()
-    return text or None
+    return value.strip() or None
+
+
+def full_name(*parts: object) -> str | None:
+    """The non-blank text parts joined by spaces (``firstname``, ``lastname``); ``None``
+    when there is none."""
+    return " ".join(text for text in map(blank_to_none, parts) if text) or None
+
+
+def describe_account(kind: str, account_id: object, name: str | None, email: str | None) -> str:
+    """Whose credentials they are, as ``check_credentials`` says it:
+    ``"user 900 Care Bot <bot@example.com>"``."""
+    who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
+    return f"{kind} {account_id}" + (f" {who}" if who else "")
 
 
 def short_repr(value: object) -> str:

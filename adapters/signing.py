@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from adapters.errors import SignatureError
 
 __all__ = [
+    "SIGNATURE_MISMATCH",
     "body_sha256",
     "check_timestamp",
     "compare",
@@ -22,6 +23,9 @@ __all__ = [
     "hmac_hex",
     "parse_iso_timestamp",
 ]
+
+#: What a ``verify`` says when no configured secret produces the signature given.
+SIGNATURE_MISMATCH = "signature does not match (wrong secret, or the body was changed on the way)"
 
 
 def _bytes(value: str | bytes) -> bytes:

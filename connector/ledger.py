@@ -58,7 +58,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Integer, Table, bindparam, column, func, select, text, update
 from sqlalchemy.orm import Session
@@ -81,6 +81,7 @@ __all__ = [
     "UnknownEntryError",
     "balance",
     "charge",
+    "entry_json",
     "grant",
     "history",
     "post",
@@ -450,6 +451,22 @@ def history(session: Session, customer_id: int) -> Sequence[LedgerEntry]:
     return session.scalars(
         select(LedgerEntry).where(LedgerEntry.customer_id == customer_id).order_by(LedgerEntry.id)
     ).all()
+
+
+def entry_json(entry: LedgerEntry) -> dict[str, Any]:
+    """One entry as JSON values, in the shape ``credits history --json`` prints."""
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "kind": str(entry.kind),
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "ticket": entry.ticket,
+        "actor": entry.actor,
+        "source": str(entry.source),
+        "reason": entry.reason,
+        "key": entry.key,
+    }
 
 
 def verify(session: Session) -> list[Discrepancy]:

@@ -38,7 +38,6 @@ from adapters.base import (
 )
 from adapters.errors import (
     AnomalousPayloadError,
-    MissingSecretError,
     SignatureError,
     UnsupportedEventError,
 )
@@ -101,13 +100,7 @@ class FreshdeskAdapter(HelpdeskAdapter):
         :raises MissingSecretError: no secret configured.
         :raises SignatureError: no credential, or one matching no secret.
         """
-        if not self.secrets:
-            names = ", ".join(self.desk.secret_env) or f"[desks.{self.desk.key}] secret_env"
-            raise MissingSecretError(
-                f"desk {self.desk.key!r} has no webhook secret (set {names}): "
-                "every delivery is refused",
-                adapter=self.key,
-            )
+        self.require_secrets()
         found = normalize_headers(headers)
         given = found.get(SECRET_HEADER.lower(), "").strip()
         if not given:

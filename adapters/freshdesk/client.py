@@ -36,7 +36,6 @@ round trip): Freshdesk has no conditional update, so that window stays.
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,8 +43,9 @@ from typing import Any, ClassVar
 
 import requests
 
-from adapters.base import DeskConfig, HelpdeskClient, Requester, marker_tag
+from adapters.base import DeskConfig, HelpdeskClient, Requester, basic_authorization, marker_tag
 from adapters.errors import HelpdeskAPIError
+from adapters.fields import blank_to_none, describe_account
 
 __all__ = ["FreshdeskClient", "text_to_html"]
 
@@ -59,10 +59,6 @@ def _numeric(kind: str, value: str | int) -> str:
     if not _NUMERIC_ID.fullmatch(text):
         raise ValueError(f"Freshdesk {kind} id must be a number, got {value!r}")
     return text
-
-
-def _text(value: Any) -> str | None:
-    return (value.strip() or None) if isinstance(value, str) else None
 
 
 def text_to_html(body: str) -> str:
@@ -113,8 +109,7 @@ class FreshdeskClient(HelpdeskClient):
         key = (self.desk.api_key or "").strip()
         if not key:
             return {}
-        basic = base64.b64encode(f"{key}:X".encode()).decode("ascii")
-        return {"Authorization": f"Basic {basic}"}
+        return basic_authorization(key, "X")
 
     # ----------------------------------------------------------------------------------------
     # Write-back
@@ -335,9 +330,9 @@ class FreshdeskClient(HelpdeskClient):
                 f"GET /api/v2/contacts/{uid}: the answer is not a contact", permanent=False
             )
         return Requester(
-            email=_text(data.get("email")),
-            name=_text(data.get("name")),
-            locale=_text(data.get("language")),
+            email=blank_to_none(data.get("email")),
+            name=blank_to_none(data.get("name")),
+            locale=blank_to_none(data.get("language")),
         )
 
     def get_priority(self, ticket_id: str) -> str | None:
@@ -420,9 +415,12 @@ class FreshdeskClient(HelpdeskClient):
         contact = data.get("contact")
         if not isinstance(contact, dict):
             contact = {}
-        name, email = _text(contact.get("name")), _text(contact.get("email"))
-        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
-        return f"agent {data['id']}" + (f" {who}" if who else "")
+        return describe_account(
+            "agent",
+            data["id"],
+            blank_to_none(contact.get("name")),
+            blank_to_none(contact.get("email")),
+        )
 
 
 def _automation_type(value: int) -> int:

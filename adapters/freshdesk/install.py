@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from adapters.base import DeskConfig
+from adapters.base import DeskConfig, hook_endpoint, secret_env_name
 from adapters.freshdesk.client import FreshdeskClient
 from adapters.freshdesk.schemas import PRIORITIES, SECRET_HEADER
 
@@ -80,7 +80,6 @@ ALWAYS: Mapping[str, Any] = {
     ],
 }
 
-_URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _FIELD_RE = re.compile(r"cf_[A-Za-z0-9_]{1,64}")
 
 
@@ -280,13 +279,6 @@ class FreshdeskInstallResult:
         return lines
 
 
-def _endpoint(public_url: str, desk_key: str) -> str:
-    url = public_url.strip().rstrip("/")
-    if not _URL_RE.fullmatch(url):
-        raise ValueError(f"not an http(s) URL: {public_url!r} (e.g. https://care.example.com)")
-    return f"{url}/hooks/{desk_key}"
-
-
 def _agent_events(desk: DeskConfig) -> tuple[Mapping[str, Any], ...]:
     events: list[Mapping[str, Any]] = [
         {"field_name": "reply_sent"},
@@ -308,15 +300,13 @@ def plan(public_url: str, desk: DeskConfig) -> FreshdeskInstallPlan:
     :raises ValueError: a bad URL, an unknown ``options.install``, or a field that is not a
         Freshdesk custom field name.
     """
-    endpoint = _endpoint(public_url, desk.key)
+    endpoint = hook_endpoint(public_url, desk.key)
     mode = str(desk.options.get("install", "api")).strip().lower()
     if mode not in ("api", "manual"):
         raise ValueError(
             f'desk {desk.key!r}: options.install must be "api" or "manual", got {mode!r}'
         )
-    secret_env = (
-        next(iter(desk.secret_env), "") or f"CARE_{desk.key.upper().replace('-', '_')}_SECRET"
-    )
+    secret_env = secret_env_name(desk)
     api_user = (desk.api_user_id or "").strip() or None
     prefix = f"Care Connector ({desk.key})"
     rules = [

@@ -38,7 +38,6 @@ from adapters.base import (
 )
 from adapters.errors import (
     AnomalousPayloadError,
-    MissingSecretError,
     SignatureError,
     UnsupportedEventError,
 )
@@ -56,7 +55,7 @@ from adapters.helpscout.schemas import (
     field_text,
     html_text,
 )
-from adapters.signing import body_sha256, compare, hmac_b64
+from adapters.signing import SIGNATURE_MISMATCH, body_sha256, compare, hmac_b64
 from rules.events import Comment, EventType, TicketEvent, TicketStatus
 
 __all__ = ["HelpScoutAdapter", "USER_PREFIX"]
@@ -138,21 +137,12 @@ class HelpScoutAdapter(HelpdeskAdapter):
         :raises MissingSecretError: no secret configured.
         :raises SignatureError: the header missing, or no secret matching.
         """
-        if not self.secrets:
-            names = ", ".join(self.desk.secret_env) or f"[desks.{self.desk.key}] secret_env"
-            raise MissingSecretError(
-                f"desk {self.desk.key!r} has no webhook secret (set {names}): "
-                "every delivery is refused",
-                adapter=self.key,
-            )
+        self.require_secrets()
         signature = normalize_headers(headers).get(SIGNATURE_HEADER, "").strip()
         if not signature:
             raise SignatureError("missing X-HelpScout-Signature header", adapter=self.key)
         if not any(compare(hmac_b64(s, body, "sha1"), signature) for s in self.secrets):
-            raise SignatureError(
-                "signature does not match (wrong secret, or the body was changed on the way)",
-                adapter=self.key,
-            )
+            raise SignatureError(SIGNATURE_MISMATCH, adapter=self.key)
 
     def delivery_key(self, headers: HeaderSource, body: bytes) -> str:
         """``<event>:<SHA-256 of the body>`` (Help Scout documents no delivery id); the bare

@@ -38,6 +38,7 @@ from adapters.errors import (
     HelpdeskTimeoutError,
     parse_retry_after,
 )
+from adapters.fields import blank_to_none, describe_account, full_name
 from adapters.helpscout.schemas import html_text
 
 __all__ = ["HelpScoutClient", "TOKEN_PATH"]
@@ -57,10 +58,6 @@ def _numeric(kind: str, value: str | int) -> str:
     if not _NUMERIC_ID.fullmatch(text):
         raise ValueError(f"Help Scout {kind} id must be a number, got {value!r}")
     return text
-
-
-def _text(value: Any) -> str | None:
-    return (value.strip() or None) if isinstance(value, str) else None
 
 
 def _embedded(data: Any, key: str, what: str) -> list[dict[str, Any]]:
@@ -456,10 +453,8 @@ class HelpScoutClient(HelpdeskClient):
             raise HelpdeskAPIError(
                 f"GET /v2/customers/{uid}: the answer is not a customer", permanent=False
             )
-        name = " ".join(
-            part for part in (_text(data.get("firstName")), _text(data.get("lastName"))) if part
-        )
-        return Requester(email=_first_email(data), name=name or None, locale=None)
+        name = full_name(data.get("firstName"), data.get("lastName"))
+        return Requester(email=_first_email(data), name=name, locale=None)
 
     def get_priority(self, ticket_id: str) -> str | None:
         """The conversation's priority *tag* (the most urgent of the desk's map present), or
@@ -524,12 +519,8 @@ class HelpScoutClient(HelpdeskClient):
         data = self._get("/v2/users/me")
         if not isinstance(data, dict) or data.get("id") is None:
             raise HelpdeskAPIError("GET /v2/users/me: the answer has no user id")
-        name = " ".join(
-            part for part in (_text(data.get("firstName")), _text(data.get("lastName"))) if part
-        )
-        email = _text(data.get("email"))
-        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
-        return f"user {data['id']}" + (f" {who}" if who else "")
+        name = full_name(data.get("firstName"), data.get("lastName"))
+        return describe_account("user", data["id"], name, blank_to_none(data.get("email")))
 
 
 def _notice_mailbox(desk: DeskConfig) -> int | None:
@@ -565,10 +556,10 @@ def _first_email(customer: Mapping[str, Any]) -> str | None:
         candidates.extend(customer["emails"])
     for entry in candidates:
         value = entry.get("value") if isinstance(entry, Mapping) else entry
-        found = _text(value)
+        found = blank_to_none(value)
         if found:
             return found
-    return _text(customer.get("email"))
+    return blank_to_none(customer.get("email"))
 
 
 def _tag_list(tags: Sequence[str]) -> list[str]:

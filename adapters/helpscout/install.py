@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from adapters.base import DeskConfig
+from adapters.base import DeskConfig, hook_endpoint, secret_env_name
 from adapters.helpscout.client import HelpScoutClient
 from adapters.helpscout.schemas import EVENT_TYPES
 
@@ -41,15 +41,7 @@ __all__ = [
 #: Help Scout takes "a randomly-generated string of 40 characters or less".
 MAX_SECRET = 40
 
-_URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _ID_RE = re.compile(r"[0-9]{1,20}")
-
-
-def _endpoint(public_url: str, desk_key: str) -> str:
-    url = public_url.strip().rstrip("/")
-    if not _URL_RE.fullmatch(url):
-        raise ValueError(f"not an http(s) URL: {public_url!r} (e.g. https://care.example.com)")
-    return f"{url}/hooks/{desk_key}"
 
 
 def _same_url(a: Any, b: str) -> bool:
@@ -133,7 +125,7 @@ def plan(public_url: str, desk: DeskConfig) -> HelpScoutInstallPlan:
     :raises ValueError: a bad URL or ``options.mailbox_ids``, a configured secret longer
         than Help Scout takes, or no ``api_user_id`` (the loop guard needs it).
     """
-    url = _endpoint(public_url, desk.key)
+    url = hook_endpoint(public_url, desk.key)
     if not (desk.api_user_id or "").strip():
         raise ValueError(
             f"desk {desk.key!r}: Help Scout webhooks cannot be filtered, so every note and "
@@ -146,9 +138,7 @@ def plan(public_url: str, desk: DeskConfig) -> HelpScoutInstallPlan:
             f"desk {desk.key!r}: Help Scout takes webhook secrets of {MAX_SECRET} characters or "
             f"less; the configured one has {len(long)}"
         )
-    secret_env = (
-        next(iter(desk.secret_env), "") or f"CARE_{desk.key.upper().replace('-', '_')}_SECRET"
-    )
+    secret_env = secret_env_name(desk)
     return HelpScoutInstallPlan(
         desk=desk.key,
         url=url,

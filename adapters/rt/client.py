@@ -30,8 +30,16 @@ from urllib.parse import quote
 
 import requests
 
-from adapters.base import DeskConfig, HelpdeskClient, Requester, marker_tag
+from adapters.base import (
+    DeskConfig,
+    HelpdeskClient,
+    Requester,
+    basic_authorization,
+    marker_tag,
+    option_choice,
+)
 from adapters.errors import HelpdeskAPIError
+from adapters.fields import blank_to_none
 
 __all__ = ["API", "AUTH_MODES", "DEFAULT_QUEUE", "DEFAULT_TAGS_FIELD", "RTClient"]
 
@@ -54,10 +62,6 @@ def _numeric(kind: str, value: str | int) -> str:
     if not _NUMERIC_ID.fullmatch(text):
         raise ValueError(f"RT {kind} id must be a number, got {value!r}")
     return text
-
-
-def _text(value: Any) -> str | None:
-    return (value.strip() or None) if isinstance(value, str) else None
 
 
 def _sql_string(value: str) -> str:
@@ -91,12 +95,7 @@ class RTClient(HelpdeskClient):
 
     def __init__(self, desk: DeskConfig, session: requests.Session | None = None) -> None:
         default = "basic" if (desk.username or "").strip() else "token"
-        auth = str(desk.options.get("auth", default)).strip().lower()
-        if auth not in AUTH_MODES:
-            raise ValueError(
-                f"desk {desk.key!r}: options.auth must be one of {', '.join(AUTH_MODES)}, "
-                f"got {auth!r}"
-            )
+        auth = option_choice(desk, "auth", AUTH_MODES, default)
         self.auth = auth
         self.tags_field = str(desk.options.get("tags_field", DEFAULT_TAGS_FIELD)).strip()
         self.notice_queue = str(desk.options.get("notice_queue", DEFAULT_QUEUE)).strip()
@@ -107,8 +106,7 @@ class RTClient(HelpdeskClient):
             user, password = (self.desk.username or "").strip(), self.desk.password or ""
             if not user or not password:
                 return {}
-            basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            return {"Authorization": f"Basic {basic}"}
+            return basic_authorization(user, password)
         token = (self.desk.token or "").strip()
         return {"Authorization": f"token {token}"} if token else {}
 
@@ -209,9 +207,9 @@ class RTClient(HelpdeskClient):
         if not isinstance(user, dict):
             raise HelpdeskAPIError(f"GET {API}/user/{uid}: the answer is not a user")
         return Requester(
-            email=_text(user.get("EmailAddress")),
-            name=_text(user.get("RealName")),
-            locale=_text(user.get("Lang")),
+            email=blank_to_none(user.get("EmailAddress")),
+            name=blank_to_none(user.get("RealName")),
+            locale=blank_to_none(user.get("Lang")),
         )
 
     def get_priority(self, ticket_id: str) -> str | None:
@@ -220,7 +218,7 @@ class RTClient(HelpdeskClient):
         value = ticket.get("Priority")
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-        return _text(value)
+        return blank_to_none(value)
 
     def get_tags(self, ticket_id: str) -> tuple[str, ...]:
         """The ticket's values of the tags field."""
@@ -247,7 +245,7 @@ class RTClient(HelpdeskClient):
                 f"desk {self.desk.key!r} has no API credentials: set {what}", permanent=True
             )
         info = self._get(f"{API}/rt")
-        version = _text(info.get("Version")) if isinstance(info, dict) else None
+        version = blank_to_none(info.get("Version")) if isinstance(info, dict) else None
         rt = f"RT {version}" if version else "RT"
         if self.auth != "basic":
             return f"token accepted ({rt})"

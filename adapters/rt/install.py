@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from adapters.base import DeskConfig
+from adapters.base import DeskConfig, hook_endpoint, option_choice, secret_env_name
 from adapters.errors import HelpdeskAPIError
 from adapters.rt.client import DEFAULT_TAGS_FIELD
 
@@ -68,7 +68,6 @@ DONE_LINE = "care-connector: done"
 #: Seconds ``rt-setup-database`` may take.
 SETUP_TIMEOUT = 300
 
-_URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _USER_ID_RE = re.compile(r"[0-9]{1,18}")
 _FIELD_RE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
@@ -353,13 +352,6 @@ class RTInstallResult:
         return lines
 
 
-def _endpoint(public_url: str, desk_key: str) -> str:
-    url = public_url.strip().rstrip("/")
-    if not _URL_RE.fullmatch(url):
-        raise ValueError(f"not an http(s) URL: {public_url!r} (e.g. https://care.example.com)")
-    return f"{url}/hooks/{desk_key}"
-
-
 def is_loopback(url: str) -> bool:
     """Whether ``url``'s host is this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
     host = (urlsplit(url).hostname or "").strip().lower()
@@ -380,19 +372,14 @@ def plan(
     :raises ValueError: a bad URL, no (or a non-numeric) ``api_user_id``, an unknown
         ``options.install``, or a bad ``options.tags_field``.
     """
-    endpoint = _endpoint(public_url, desk.key)
+    endpoint = hook_endpoint(public_url, desk.key)
     api_user = (desk.api_user_id or "").strip()
     if not _USER_ID_RE.fullmatch(api_user):
         raise ValueError(
             f"desk {desk.key!r}: api_user_id must be the numeric id of the connector's own RT "
             f"user (the scrip's loop guard), got {api_user!r}"
         )
-    mode = str(desk.options.get("install", "auto")).strip().lower()
-    if mode not in INSTALL_MODES:
-        raise ValueError(
-            f"desk {desk.key!r}: options.install must be one of {', '.join(INSTALL_MODES)}, "
-            f"got {mode!r}"
-        )
+    install_mode = option_choice(desk, "install", INSTALL_MODES, "auto")
     tags_field = str(desk.options.get("tags_field", DEFAULT_TAGS_FIELD)).strip()
     if not _FIELD_RE.fullmatch(tags_field):
         raise ValueError(f"desk {desk.key!r}: options.tags_field {tags_field!r} is not a name")
@@ -400,14 +387,7 @@ def plan(
     if not command:
         raise ValueError(f"desk {desk.key!r}: options.setup_command must not be empty")
     found = which(command)
-    install_mode: InstallMode = "auto"
-    if mode == "apply":
-        install_mode = "apply"
-    elif mode == "print":
-        install_mode = "print"
-    secret_env = (
-        next(iter(desk.secret_env), "") or f"CARE_{desk.key.upper().replace('-', '_')}_SECRET"
-    )
+    secret_env = secret_env_name(desk)
     return RTInstallPlan(
         desk=desk.key,
         endpoint=endpoint,

@@ -23,7 +23,6 @@ new Zammad starts with); that group's email address sends them.
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 import threading
@@ -32,8 +31,16 @@ from typing import Any, ClassVar
 
 import requests
 
-from adapters.base import DeskConfig, HelpdeskClient, Requester, marker_tag
+from adapters.base import (
+    DeskConfig,
+    HelpdeskClient,
+    Requester,
+    basic_authorization,
+    marker_tag,
+    option_choice,
+)
 from adapters.errors import HelpdeskAPIError
+from adapters.fields import blank_to_none, describe_account, full_name
 
 __all__ = ["AUTH_MODES", "DEFAULT_NOTICE_GROUP", "REPLY_TYPES", "ZammadClient"]
 
@@ -56,10 +63,6 @@ def _numeric(kind: str, value: str | int) -> str:
     return text
 
 
-def _text(value: Any) -> str | None:
-    return (value.strip() or None) if isinstance(value, str) else None
-
-
 def _norm(name: str) -> str:
     return " ".join(name.split()).casefold()
 
@@ -80,18 +83,8 @@ class ZammadClient(HelpdeskClient):
     max_pages: ClassVar[int] = 100
 
     def __init__(self, desk: DeskConfig, session: requests.Session | None = None) -> None:
-        auth = str(desk.options.get("auth", "token")).strip().lower()
-        if auth not in AUTH_MODES:
-            raise ValueError(
-                f"desk {desk.key!r}: options.auth must be one of {', '.join(AUTH_MODES)}, "
-                f"got {auth!r}"
-            )
-        reply_type = str(desk.options.get("reply_type", "email")).strip().lower()
-        if reply_type not in REPLY_TYPES:
-            raise ValueError(
-                f"desk {desk.key!r}: options.reply_type must be one of "
-                f"{', '.join(REPLY_TYPES)}, got {reply_type!r}"
-            )
+        auth = option_choice(desk, "auth", AUTH_MODES, "token")
+        reply_type = option_choice(desk, "reply_type", REPLY_TYPES, "email")
         self.auth = auth
         self.reply_type = reply_type
         self.notice_group = _notice_group(desk)
@@ -107,8 +100,7 @@ class ZammadClient(HelpdeskClient):
             user, password = (self.desk.username or "").strip(), self.desk.password or ""
             if not user or not password:
                 return {}
-            basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            return {"Authorization": f"Basic {basic}"}
+            return basic_authorization(user, password)
         token = (self.desk.token or "").strip()
         if not token:
             return {}
@@ -286,13 +278,12 @@ class ZammadClient(HelpdeskClient):
             raise HelpdeskAPIError(
                 f"GET /api/v1/users/{uid}: the answer is not a user", permanent=False
             )
-        names = [_text(user.get("firstname")), _text(user.get("lastname"))]
         preferences = user.get("preferences")
         locale = preferences.get("locale") if isinstance(preferences, dict) else None
         return Requester(
-            email=_text(user.get("email")),
-            name=" ".join(n for n in names if n) or None,
-            locale=_text(locale),
+            email=blank_to_none(user.get("email")),
+            name=full_name(user.get("firstname"), user.get("lastname")),
+            locale=blank_to_none(locale),
         )
 
     def get_priority(self, ticket_id: str) -> str | None:
@@ -442,12 +433,8 @@ class ZammadClient(HelpdeskClient):
                 f"desk {self.desk.key!r} has no API credentials: set {what}", permanent=True
             )
         user = self.current_user()
-        name = " ".join(
-            part for part in (_text(user.get("firstname")), _text(user.get("lastname"))) if part
-        )
-        email = _text(user.get("email"))
-        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
-        return f"user {user['id']}" + (f" {who}" if who else "")
+        name = full_name(user.get("firstname"), user.get("lastname"))
+        return describe_account("user", user["id"], name, blank_to_none(user.get("email")))
 
 
 def _notice_group(desk: DeskConfig) -> str | int:

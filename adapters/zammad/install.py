@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adapters.base import DeskConfig
+from adapters.base import DeskConfig, hook_endpoint, secret_env_name
 from adapters.zammad.client import ZammadClient
 
 __all__ = [
@@ -63,7 +63,6 @@ PayloadMode = Literal["custom", "default"]
 #: Values of the desk option ``payload``.
 PAYLOAD_MODES: tuple[PayloadMode, ...] = ("custom", "default")
 
-_URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 # Zammad replacements are "#{[a-z0-9_.?!]+}": attribute names must fit.
 _ATTRIBUTE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _USER_ID_RE = re.compile(r"[0-9]{1,18}")
@@ -277,20 +276,13 @@ class ZammadInstallResult:
         return lines
 
 
-def _endpoint(public_url: str, desk_key: str) -> str:
-    url = public_url.strip().rstrip("/")
-    if not _URL_RE.fullmatch(url):
-        raise ValueError(f"not an http(s) URL: {public_url!r} (e.g. https://care.example.com)")
-    return f"{url}/hooks/{desk_key}"
-
-
 def plan(public_url: str, desk: DeskConfig) -> ZammadInstallPlan:
     """What to install on ``desk`` so that it posts to ``<public_url>/hooks/<desk key>``.
 
     :raises ValueError: a bad URL, no (or a non-numeric) ``api_user_id``, an unknown
         ``options.payload``, or a field that is not an attribute name.
     """
-    endpoint = _endpoint(public_url, desk.key)
+    endpoint = hook_endpoint(public_url, desk.key)
     api_user = (desk.api_user_id or "").strip()
     if not _USER_ID_RE.fullmatch(api_user):
         raise ValueError(
@@ -303,9 +295,7 @@ def plan(public_url: str, desk: DeskConfig) -> ZammadInstallPlan:
             f'desk {desk.key!r}: options.payload must be "custom" or "default", got {mode!r}'
         )
     payload_mode: PayloadMode = "custom" if mode == "custom" else "default"
-    secret_env = (
-        next(iter(desk.secret_env), "") or f"CARE_{desk.key.upper().replace('-', '_')}_SECRET"
-    )
+    secret_env = secret_env_name(desk)
     configured = next((s for s in desk.secrets if s), None)
     prefix = f"Care Connector ({desk.key})"
     events: tuple[Event, ...] = ("created", "updated")

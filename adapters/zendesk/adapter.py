@@ -33,12 +33,12 @@ from adapters.base import (
 )
 from adapters.errors import (
     AnomalousPayloadError,
-    MissingSecretError,
     SignatureError,
     UnsupportedEventError,
 )
 from adapters.fields import blank_to_none, field_text, short_repr
 from adapters.signing import (
+    SIGNATURE_MISMATCH,
     body_sha256,
     check_timestamp,
     compare,
@@ -107,13 +107,7 @@ class ZendeskAdapter(HelpdeskAdapter):
         :raises SignatureError: a header missing, no secret matching, or the timestamp
             outside ``now ± tolerance``.
         """
-        if not self.secrets:
-            names = ", ".join(self.desk.secret_env) or f"[desks.{self.desk.key}] secret_env"
-            raise MissingSecretError(
-                f"desk {self.desk.key!r} has no webhook secret (set {names}): "
-                "every delivery is refused",
-                adapter=self.key,
-            )
+        self.require_secrets()
         found = normalize_headers(headers)
         signature = found.get(SIGNATURE_HEADER, "")
         stamp = found.get(TIMESTAMP_HEADER, "")
@@ -125,10 +119,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             )
         message = stamp.encode("utf-8", "surrogatepass") + body
         if not any(compare(hmac_b64(secret, message), signature) for secret in self.secrets):
-            raise SignatureError(
-                "signature does not match (wrong secret, or the body was changed on the way)",
-                adapter=self.key,
-            )
+            raise SignatureError(SIGNATURE_MISMATCH, adapter=self.key)
         try:
             when = parse_iso_timestamp(stamp)
         except ValueError:

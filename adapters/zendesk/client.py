@@ -14,15 +14,22 @@ A desk without credentials sends none; Zendesk then answers 401, a permanent err
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import requests
 
-from adapters.base import DeskConfig, HelpdeskClient, Requester, marker_tag
+from adapters.base import (
+    DeskConfig,
+    HelpdeskClient,
+    Requester,
+    basic_authorization,
+    marker_tag,
+    option_choice,
+)
 from adapters.errors import HelpdeskAPIError
+from adapters.fields import blank_to_none, describe_account
 
 __all__ = ["AUTH_MODES", "ZendeskClient"]
 
@@ -47,10 +54,6 @@ def _token(kind: str, value: str | int) -> str:
     return text
 
 
-def _text(value: Any) -> str | None:
-    return (value.strip() or None) if isinstance(value, str) else None
-
-
 class ZendeskClient(HelpdeskClient):
     """REST client for one Zendesk account (``https://<subdomain>.zendesk.com``).
 
@@ -64,12 +67,7 @@ class ZendeskClient(HelpdeskClient):
     max_pages: ClassVar[int] = 500
 
     def __init__(self, desk: DeskConfig, session: requests.Session | None = None) -> None:
-        auth = str(desk.options.get("auth", "token")).strip().lower()
-        if auth not in AUTH_MODES:
-            raise ValueError(
-                f"desk {desk.key!r}: options.auth must be one of {', '.join(AUTH_MODES)}, "
-                f"got {auth!r}"
-            )
+        auth = option_choice(desk, "auth", AUTH_MODES, "token")
         self.auth = auth
         super().__init__(desk, session)
 
@@ -82,8 +80,7 @@ class ZendeskClient(HelpdeskClient):
         email = (self.desk.email or "").strip()
         if not email:
             return {}
-        basic = base64.b64encode(f"{email}/token:{token}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {basic}"}
+        return basic_authorization(f"{email}/token", token)
 
     # ----------------------------------------------------------------------------------------
     # Write-back
@@ -193,9 +190,9 @@ class ZendeskClient(HelpdeskClient):
                 f"GET /api/v2/users/{uid}: the answer has no user object", permanent=False
             )
         return Requester(
-            email=_text(user.get("email")),
-            name=_text(user.get("name")),
-            locale=_text(user.get("locale")),
+            email=blank_to_none(user.get("email")),
+            name=blank_to_none(user.get("name")),
+            locale=blank_to_none(user.get("locale")),
         )
 
     def get_priority(self, ticket_id: str) -> str | None:
@@ -207,7 +204,7 @@ class ZendeskClient(HelpdeskClient):
             raise HelpdeskAPIError(
                 f"GET /api/v2/tickets/{tid}: the answer has no ticket object", permanent=False
             )
-        priority = _text(ticket.get("priority"))
+        priority = blank_to_none(ticket.get("priority"))
         return priority.lower() if priority else None
 
     def _paginate(
@@ -335,9 +332,11 @@ class ZendeskClient(HelpdeskClient):
                 "(it answered as an anonymous user)",
                 permanent=True,
             )
-        name, email, role = _text(user.get("name")), _text(user.get("email")), user.get("role")
-        who = " ".join(part for part in (name, f"<{email}>" if email else None) if part)
-        return f"user {user['id']}" + (f" {who}" if who else "") + (f", {role}" if role else "")
+        account = describe_account(
+            "user", user["id"], blank_to_none(user.get("name")), blank_to_none(user.get("email"))
+        )
+        role = user.get("role")
+        return account + (f", {role}" if role else "")
 
 
 def _tag_list(tags: Sequence[str]) -> list[str]:

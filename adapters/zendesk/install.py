@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adapters.base import DeskConfig
+from adapters.base import DeskConfig, hook_endpoint, secret_env_name
 from adapters.errors import HelpdeskAPIError
 from adapters.zendesk.client import ZendeskClient
 from adapters.zendesk.schemas import EVENT_TYPES
@@ -76,7 +76,6 @@ LOOP_GUARD: tuple[Mapping[str, str], ...] = (
     {"field": "role", "operator": "is", "value": "end_user"},
 )
 
-_URL_RE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _FIELD_ID_RE = re.compile(r"[0-9]{1,20}")
 
 
@@ -263,24 +262,15 @@ def trigger_body(desk: DeskConfig, event: Literal["created", "comment", "updated
     return json.dumps(body, indent=2, ensure_ascii=False)
 
 
-def _endpoint(public_url: str, desk_key: str) -> str:
-    url = public_url.strip().rstrip("/")
-    if not _URL_RE.fullmatch(url):
-        raise ValueError(f"not an http(s) URL: {public_url!r} (e.g. https://care.example.com)")
-    return f"{url}/hooks/{desk_key}"
-
-
 def plan(public_url: str, desk: DeskConfig) -> ZendeskInstallPlan:
     """What to install on ``desk`` so that it posts to ``<public_url>/hooks/<desk key>``.
 
     :raises ValueError: a bad URL, an unknown ``options.connection``, a non-numeric field id,
         or event subscriptions without ``api_user_id``.
     """
-    endpoint = _endpoint(public_url, desk.key)
+    endpoint = hook_endpoint(public_url, desk.key)
     connection = str(desk.options.get("connection", "triggers")).strip().lower()
-    secret_env = (
-        next(iter(desk.secret_env), "") or f"CARE_{desk.key.upper().replace('-', '_')}_SECRET"
-    )
+    secret_env = secret_env_name(desk)
     api_user = (desk.api_user_id or "").strip()
     category = desk.options.get("trigger_category_id")
     category_id = str(category).strip() if category not in (None, "") else None

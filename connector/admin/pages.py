@@ -645,31 +645,19 @@ def move_credits(customer_id: int) -> BaseResponse:
     if not errors:
         assert amount is not None
         now = st.clock()
+        move = service.grant_credits if form["kind"] == "grant" else service.adjust_credits
         try:
-            if form["kind"] == "grant":
-                entry = _write(
-                    lambda db: service.grant_credits(
-                        db,
-                        customer_id,
-                        amount,
-                        reason=form["reason"],
-                        actor=_actor(),
-                        now=now,
-                        key=f"page:{form['key']}",
-                    )
+            entry = _write(
+                lambda db: move(
+                    db,
+                    customer_id,
+                    amount,
+                    reason=form["reason"],
+                    actor=_actor(),
+                    now=now,
+                    key=f"page:{form['key']}",
                 )
-            else:
-                entry = _write(
-                    lambda db: service.adjust_credits(
-                        db,
-                        customer_id,
-                        amount,
-                        reason=form["reason"],
-                        actor=_actor(),
-                        now=now,
-                        key=f"page:{form['key']}",
-                    )
-                )
+            )
         except service.AdminError as err:
             if err.status == 404:
                 return _admin_error(err)

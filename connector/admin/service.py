@@ -588,19 +588,7 @@ def end_license(
 
 def _entry_row(entry: LedgerEntry) -> dict[str, Any]:
     """An entry in the shape of ``credits history --json``, plus ``reverses_id``."""
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "kind": str(entry.kind),
-        "amount": entry.amount,
-        "balance_after": entry.balance_after,
-        "ticket": entry.ticket,
-        "actor": entry.actor,
-        "source": str(entry.source),
-        "reason": entry.reason,
-        "key": entry.key,
-        "reverses_id": entry.reverses_id,
-    }
+    return {**ledger.entry_json(entry), "reverses_id": entry.reverses_id}
 
 
 def ledger_page(
@@ -645,6 +633,42 @@ def _move(session: Session, customer_id: int, **kwargs: Any) -> LedgerEntry:
         raise AdminError(422, str(err), {"amount": [str(err)]}) from err
 
 
+def _admin_movement(
+    session: Session,
+    customer_id: int,
+    *,
+    verb: str,
+    kind: ledger.EntryKind,
+    amount: int,
+    key: str | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Post a grant or adjustment from the console and audit it as ``credits.<verb>``."""
+    entry = _move(
+        session,
+        customer_id,
+        kind=kind,
+        amount=amount,
+        key=f"admin:{key}" if key else f"admin:{verb}:{uuid.uuid4()}",
+        actor=actor,
+        source=ledger.Source.ADMIN,
+        reason=_reason(reason),
+        at=now,
+    )
+    record(
+        session,
+        actor=actor,
+        action=f"credits.{verb}",
+        target=f"customer:{customer_id}",
+        now=now,
+        entry_id=entry.id,
+        amount=entry.amount,
+    )
+    return _entry_row(entry)
+
+
 def grant_credits(
     session: Session,
     customer_id: int,
@@ -666,27 +690,17 @@ def grant_credits(
         raise AdminError(
             422, "credits must be a positive whole number", {"credits": ["Must be > 0."]}
         )
-    entry = _move(
+    return _admin_movement(
         session,
         customer_id,
+        verb="grant",
         kind=ledger.EntryKind.GRANT,
         amount=credits,
-        key=f"admin:{key}" if key else f"admin:grant:{uuid.uuid4()}",
+        key=key,
+        reason=reason,
         actor=actor,
-        source=ledger.Source.ADMIN,
-        reason=_reason(reason),
-        at=now,
-    )
-    record(
-        session,
-        actor=actor,
-        action="credits.grant",
-        target=f"customer:{customer_id}",
         now=now,
-        entry_id=entry.id,
-        amount=entry.amount,
     )
-    return _entry_row(entry)
 
 
 def adjust_credits(
@@ -710,27 +724,17 @@ def adjust_credits(
             "amount must be a whole number of credits, not zero",
             {"amount": ["Must not be 0."]},
         )
-    entry = _move(
+    return _admin_movement(
         session,
         customer_id,
+        verb="adjust",
         kind=ledger.EntryKind.ADJUSTMENT,
         amount=amount,
-        key=f"admin:{key}" if key else f"admin:adjust:{uuid.uuid4()}",
+        key=key,
+        reason=reason,
         actor=actor,
-        source=ledger.Source.ADMIN,
-        reason=_reason(reason),
-        at=now,
-    )
-    record(
-        session,
-        actor=actor,
-        action="credits.adjust",
-        target=f"customer:{customer_id}",
         now=now,
-        entry_id=entry.id,
-        amount=entry.amount,
     )
-    return _entry_row(entry)
 
 
 def reverse_entry(

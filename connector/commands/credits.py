@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from connector import ledger
 from connector.db import Database
-from connector.models import Customer, LedgerEntry
+from connector.models import Customer
 
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ def history_command(email: str, as_json: bool) -> None:
 
     def read(session: Session) -> list[dict[str, Any]]:
         customer = _customer(session, email)
-        return [_entry_json(entry) for entry in ledger.history(session, customer.id)]
+        return [ledger.entry_json(entry) for entry in ledger.history(session, customer.id)]
 
     entries = _read(read)
     if as_json:
@@ -133,21 +133,6 @@ def verify_command() -> None:
     for d in discrepancies:
         click.echo(f"{d.email}: balance {d.balance}, entries sum to {d.total}")
     raise click.exceptions.Exit(1)
-
-
-def _entry_json(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "kind": str(entry.kind),
-        "amount": entry.amount,
-        "balance_after": entry.balance_after,
-        "ticket": entry.ticket,
-        "actor": entry.actor,
-        "source": str(entry.source),
-        "reason": entry.reason,
-        "key": entry.key,
-    }
 
 
 def _customer(session: Session, email: str) -> Customer:

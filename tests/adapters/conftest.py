@@ -1,5 +1,5 @@
-"""Fixtures for the adapter tests: desks, fixture payloads, Zendesk signatures, and the
-OpenAPI request check (``tests/adapters/openapi.py``)."""
+"""Fixtures for the adapter tests: a strict ``responses`` mock, desks, fixture payloads,
+Zendesk signatures, and the OpenAPI request check (``tests/adapters/openapi.py``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 
 from connector.config import DeskSettings
 from rules.priorities import PriorityMap
@@ -25,6 +26,13 @@ DESK_FIELDS = {
     "care_price": "360001234568",
     "care_preapproval": "360001234569",
 }
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    """A ``responses`` mock in which every registered answer must be asked for."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ test_contract.py`` runs the same checks over each. Signatures are computed, neve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,23 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 #: A delivery: the raw body and the headers the desk sends with it (unsigned).
 Delivery = tuple[bytes, dict[str, str]]
+
+
+def desk_fixture(folder: str, name: str) -> bytes:
+    """The raw bytes of ``tests/fixtures/<folder>/<name>``."""
+    return (FIXTURES / folder / name).read_bytes()
+
+
+def desk_fixture_json(folder: str, name: str) -> dict[str, Any]:
+    """A fixture payload, parsed (to build variants of it)."""
+    data: dict[str, Any] = json.loads(desk_fixture(folder, name))
+    return data
+
+
+def desk_fixture_headers(folder: str, name: str) -> dict[str, str]:
+    """The headers the desk sent with fixture ``name`` (its ``.headers.json``)."""
+    data = json.loads(desk_fixture(folder, name.removesuffix(".json") + ".headers.json"))
+    return {str(k): str(v) for k, v in data.items()}
 
 
 @dataclass(frozen=True)
@@ -51,15 +69,13 @@ class AdapterSupport:
     stub_writes: Callable[[responses.RequestsMock, str], None]
 
     def fixture(self, name: str) -> bytes:
-        return (FIXTURES / self.key / name).read_bytes()
+        return desk_fixture(self.key, name)
 
     def fixture_headers(self, name: str) -> dict[str, str]:
         """The sibling ``<name minus .json>.headers.json``, if any."""
         sidecar = FIXTURES / self.key / (name.removesuffix(".json") + ".headers.json")
         if not sidecar.exists():
             return {}
-        import json
-
         return {str(k): str(v) for k, v in json.loads(sidecar.read_text()).items()}
 
 
@@ -83,3 +99,13 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
         node[int(last)] = value
     else:
         node[last] = value
+
+
+def sent_requests(mock: responses.RequestsMock) -> list[tuple[str, str, Any]]:
+    """Every request the mock answered, in order: method, URL and the JSON body (or None)."""
+    out = []
+    for call in mock.calls:
+        request = call.request
+        body = json.loads(request.body) if request.body else None
+        out.append((request.method or "", request.url or "", body))
+    return out

@@ -12,21 +12,29 @@ Playwright, which never downloads a browser here; mark them ``needs_chromium``.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from connector.customers import import_customers, validate_entries
 from connector.db import Database, normalize_url
 
 if TYPE_CHECKING:
+    from flask import Flask
     from playwright.sync_api import Browser
+
+    from connector.extension import ConnectorState
 
 TEST_URL_VARIABLE = "CARE_TEST_DATABASE_URL"
 
@@ -115,3 +123,50 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+def seed_customers(st: ConnectorState, entries: Sequence[dict[str, Any]], *, at: datetime) -> None:
+    """Import ``entries`` (customers as in the import file) into ``st``'s database, as of
+    ``at``, the way ``care-connector customers import`` does."""
+    policy = st.settings.policy
+    records = validate_entries(entries, policy=policy, desks=st.settings.desks.keys())
+    with st.database.transaction() as session:
+        import_customers(session, records, policy=policy, at=at)
+
+
+class CountingBody(io.RawIOBase):
+    """A request body of ``size`` spaces, made as it is read (never held whole), that counts
+    how many bytes the server read from it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.size - self.read_bytes)
+        buffer[:n] = b" " * n
+        self.read_bytes += n
+        return n
+
+
+def post_stream(
+    app: Flask,
+    path: str,
+    stream: io.RawIOBase,
+    *,
+    headers: dict[str, str] | None = None,
+    **environ: Any,
+) -> tuple[int, Any]:
+    """POST ``stream`` as JSON to ``path`` through the WSGI interface, with no Content-Length
+    unless ``environ`` sets one (the test client always computes one); the status and the
+    JSON answer."""
+    built = EnvironBuilder(
+        path=path, method="POST", content_type="application/json", headers=headers
+    ).get_environ()
+    built.pop("CONTENT_LENGTH", None)
+    built.update({"wsgi.input": stream, **environ})
+    chunks, status, _ = run_wsgi_app(app.wsgi_app, built, buffered=True)
+    return int(status.split()[0]), json.loads(b"".join(chunks))

@@ -31,12 +31,13 @@ from sqlalchemy import select
 
 from connector import approval_page, approvals, create_app, ledger, worker
 from connector.approval_page import Page, View
-from connector.customers import find_customer, import_customers, validate_entries
+from connector.customers import find_customer
 from connector.db import Database
 from connector.extension import ConnectorState
 from connector.models import Event, LedgerEntry, OutboxAction, Ticket
 from connector.serialize import event_to_json
 from rules.events import EventType, TicketEvent
+from tests.connector.conftest import seed_customers
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zendesk"
 SECRET = "approval-page-test-secret"
@@ -113,10 +114,7 @@ def app(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     )
     st: ConnectorState = app.extensions["care_connector"]
     st.clock = lambda: NOW
-    policy = st.settings.policy
-    records = validate_entries(CUSTOMERS, policy=policy, desks=st.settings.desks.keys())
-    with st.database.transaction() as session:
-        import_customers(session, records, policy=policy, at=NOW - timedelta(days=30))
+    seed_customers(st, CUSTOMERS, at=NOW - timedelta(days=30))
     yield app
     st.database.dispose()
 

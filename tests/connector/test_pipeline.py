@@ -25,12 +25,12 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from connector import create_app, ledger, outbox, worker
-from connector.customers import import_customers, validate_entries
 from connector.db import Database
 from connector.extension import ConnectorState
 from connector.models import Event, InboundDelivery, LedgerEntry, OutboxAction, Ticket
 from connector.runner import drain
 from tests.adapters.openapi import assert_zendesk_calls
+from tests.connector.conftest import seed_customers
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zendesk"
 SECRET = "pipeline-test-secret"
@@ -149,10 +149,7 @@ def app(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     )
     st = app.extensions["care_connector"]
     st.clock = lambda: NOW
-    policy = st.settings.policy
-    records = validate_entries(CUSTOMERS, policy=policy, desks=st.settings.desks.keys())
-    with st.database.transaction() as session:
-        import_customers(session, records, policy=policy, at=NOW - timedelta(days=30))
+    seed_customers(st, CUSTOMERS, at=NOW - timedelta(days=30))
     yield app
     st.database.dispose()
 
@@ -589,6 +586,32 @@ def test_404_is_permanent(st: ConnectorState, post: Post) -> None:
         statuses = set(session.scalars(select(OutboxAction.status)))
         assert statuses == {"dead"}
     assert len(responses.calls) == 3  # each tried once, none retried
+
+
+@responses.activate
+def test_an_action_the_client_refuses_is_dead_lettered_not_stuck(st: ConnectorState) -> None:
+    with st.database.transaction() as session:
+        session.add(
+            OutboxAction(
+                desk="zendesk",
+                ticket_id="",
+                ticket_key="zendesk:notice:1",
+                kind="notify",
+                marker="expiry.bad",
+                payload={
+                    "email": "not an address",
+                    "subject": "s",
+                    "body": "b\n[care:expiry.bad]",
+                },
+                next_attempt_at=st.clock(),
+            )
+        )
+    drain(st)
+    with st.database.transaction(read_only=True) as session:
+        row = session.scalars(select(OutboxAction)).one()
+    assert row.status == "dead"
+    assert row.last_error is not None and "cannot be sent" in row.last_error
+    assert len(responses.calls) == 0
 
 
 @responses.activate

@@ -9,43 +9,24 @@ tests/connector/blueprints/test_hooks_hostile.py.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.security.pipeline import DESKS, make_app
+from tests.adapters.hostile import Desk
+from tests.connector.conftest import CountingBody
+from tests.security.pipeline import DESKS
 
 SIZE = 64 * 1024 * 1024
 ZENDESK = next(d for d in DESKS if d.key == "zendesk")
 
 
-class Endless(io.RawIOBase):
-    """A body of ``size`` bytes made as they are read, counting them."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.read_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self.size - self.read_bytes)
-        buffer[:n] = b" " * n
-        self.read_bytes += n
-        return n
-
-
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    app = make_app(ZENDESK, tmp_path, monkeypatch)
-    yield app
-    app.extensions["care_connector"].database.dispose()
+def desk() -> Desk:
+    """Zendesk alone: the ``app`` of tests/security/conftest.py is built for it."""
+    return ZENDESK
 
 
 def routes(app: Flask) -> Iterator[tuple[str, str]]:
@@ -65,7 +46,7 @@ def test_no_route_reads_a_large_body_from_a_stranger(app: Flask) -> None:
         for content_type in ("application/json", "application/x-www-form-urlencoded"):
             environ = EnvironBuilder(path=path, method=method, content_type=content_type)
             built = environ.get_environ()
-            body = Endless(SIZE)
+            body = CountingBody(SIZE)
             built.update({"wsgi.input": body, "CONTENT_LENGTH": str(SIZE)})
             _, status, _ = run_wsgi_app(app.wsgi_app, built, buffered=True)
             code = int(status.split()[0])

@@ -13,14 +13,13 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from connector.logging_setup import configure_logging
 from tests.adapters.hostile import Desk
-from tests.security.pipeline import DESKS, METRICS_TOKEN, leaks, make_app, run_pipeline
+from tests.security.pipeline import METRICS_TOKEN, leaks, run_pipeline
 
 
 @pytest.fixture(autouse=True)
@@ -30,18 +29,6 @@ def restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-
-
-@pytest.fixture(params=DESKS, ids=lambda d: d.key)
-def desk(request: pytest.FixtureRequest) -> Desk:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def app(desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    app = make_app(desk, tmp_path, monkeypatch)
-    yield app
-    app.extensions["care_connector"].database.dispose()
 
 
 def test_no_secret_reaches_the_logs(app: Flask, desk: Desk) -> None:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -25,11 +23,9 @@ from connector.models import Customer, InboundDelivery, OutboxAction, Ticket
 from tests.adapters.hostile import Desk
 from tests.security.pipeline import (
     ADMIN_TOKEN,
-    DESKS,
     METRICS_TOKEN,
     Traffic,
     leaks,
-    make_app,
     run_pipeline,
 )
 
@@ -39,18 +35,6 @@ ARGUMENTS = {
     "delivery_id": InboundDelivery.id,
     "action_id": OutboxAction.id,
 }
-
-
-@pytest.fixture(params=DESKS, ids=lambda d: d.key)
-def desk(request: pytest.FixtureRequest) -> Desk:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def app(desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    app = make_app(desk, tmp_path, monkeypatch)
-    yield app
-    app.extensions["care_connector"].database.dispose()
 
 
 def signed_in(app: Flask) -> FlaskClient:

@@ -11,26 +11,23 @@ docs/security.md.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
 
 from connector import approvals
 from connector.admin.pages import COOKIE_NAME
-from tests.security.pipeline import ADMIN_TOKEN, DESKS, METRICS_TOKEN, make_app
+from tests.adapters.hostile import Desk
+from tests.security.pipeline import ADMIN_TOKEN, DESKS, METRICS_TOKEN
 from tests.security.test_pages import signed_in
 
 ZENDESK = next(d for d in DESKS if d.key == "zendesk")
 
 
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    app = make_app(ZENDESK, tmp_path, monkeypatch)
-    yield app
-    app.extensions["care_connector"].database.dispose()
+def desk() -> Desk:
+    """Zendesk alone: the ``app`` of tests/security/conftest.py is built for it."""
+    return ZENDESK
 
 
 def approval_token(app: Flask, payload: object, *, salt: str = approvals.SALT) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import responses
@@ -13,7 +14,12 @@ from requests import PreparedRequest
 
 from connector.config import DeskSettings
 from rules.priorities import PriorityMap
-from tests.adapters.support import FIXTURES, AdapterSupport, Delivery
+from tests.adapters.support import (
+    AdapterSupport,
+    Delivery,
+    desk_fixture,
+    desk_fixture_json,
+)
 
 BASE = "https://acme.freshdesk.com"
 API = f"{BASE}/api/v2"
@@ -61,15 +67,9 @@ def freshdesk_desk(**overrides: Any) -> DeskSettings:
     return DeskSettings(**values)
 
 
-def fixture(name: str) -> bytes:
-    """The raw bytes of ``tests/fixtures/freshdesk/<name>``."""
-    return (FIXTURES / "freshdesk" / name).read_bytes()
-
-
-def fixture_json(name: str) -> dict[str, Any]:
-    """A fixture payload, parsed (to build variants of it)."""
-    data: dict[str, Any] = json.loads(fixture(name))
-    return data
+#: The fixtures under ``tests/fixtures/freshdesk/``: raw bytes, parsed JSON.
+fixture = partial(desk_fixture, "freshdesk")
+fixture_json = partial(desk_fixture_json, "freshdesk")
 
 
 def sign(body: bytes, headers: Mapping[str, str], secret: str, now: datetime) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, cast
@@ -26,12 +26,6 @@ NOTE = "Estimate: 10 credits.\n<b>not markup</b> & more\n[care:t1042-note-1]"
 NOTE_HTML = (
     "Estimate: 10 credits.<br>&lt;b&gt;not markup&lt;/b&gt; &amp; more<br>[care:t1042-note-1]"
 )
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,12 +29,6 @@ CREATE_RULES = f"{API}/automations/1/rules"
 UPDATE_RULES = f"{API}/automations/4/rules"
 AGENTS = [{"id": 43000000001}, {"id": 43000000002}, {"id": 43000000003}]
 OTHER_AGENTS = [43000000002, 43000000003]
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 @pytest.fixture

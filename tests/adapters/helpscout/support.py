@@ -9,13 +9,21 @@ import hmac
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import responses
 
 from connector.config import DeskSettings
 from rules.priorities import PriorityMap
-from tests.adapters.support import FIXTURES, AdapterSupport, Delivery
+from tests.adapters.support import (
+    FIXTURES,
+    AdapterSupport,
+    Delivery,
+    desk_fixture,
+    desk_fixture_headers,
+    desk_fixture_json,
+)
 
 BASE = "https://api.helpscout.net"
 API = f"{BASE}/v2"
@@ -54,21 +62,11 @@ def make_desk(**overrides: Any) -> DeskSettings:
     return DeskSettings(**values)
 
 
-def fixture(name: str) -> bytes:
-    """The raw bytes of ``tests/fixtures/helpscout/<name>``."""
-    return (FOLDER / name).read_bytes()
-
-
-def fixture_json(name: str) -> dict[str, Any]:
-    """A fixture payload, parsed (to build variants of it)."""
-    data: dict[str, Any] = json.loads(fixture(name))
-    return data
-
-
-def fixture_headers(name: str) -> dict[str, str]:
-    """The headers Help Scout sends with fixture ``name`` (its ``.headers.json``)."""
-    sidecar = FOLDER / (name.removesuffix(".json") + ".headers.json")
-    return {str(k): str(v) for k, v in json.loads(sidecar.read_text()).items()}
+#: The fixtures under ``tests/fixtures/helpscout/``: raw bytes, parsed JSON, and the headers sent
+#: with each (its ``.headers.json``).
+fixture = partial(desk_fixture, "helpscout")
+fixture_json = partial(desk_fixture_json, "helpscout")
+fixture_headers = partial(desk_fixture_headers, "helpscout")
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -11,13 +11,20 @@ import hmac
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import responses
 
 from connector.config import DeskSettings
 from rules.priorities import PriorityMap
-from tests.adapters.support import FIXTURES, AdapterSupport, Delivery
+from tests.adapters.support import (
+    AdapterSupport,
+    Delivery,
+    desk_fixture,
+    desk_fixture_headers,
+    desk_fixture_json,
+)
 
 BASE = "https://rt.example.com"
 API = f"{BASE}/REST/2.0"
@@ -48,21 +55,11 @@ def rt_desk(**overrides: Any) -> DeskSettings:
     return DeskSettings(**values)
 
 
-def fixture(name: str) -> bytes:
-    """The raw bytes of ``tests/fixtures/rt/<name>``."""
-    return (FIXTURES / "rt" / name).read_bytes()
-
-
-def fixture_json(name: str) -> dict[str, Any]:
-    """A fixture payload, parsed (to build variants of it)."""
-    data: dict[str, Any] = json.loads(fixture(name))
-    return data
-
-
-def fixture_headers(name: str) -> dict[str, str]:
-    """The headers the scrip sent with fixture ``name`` (its ``.headers.json``)."""
-    data = json.loads(fixture(name.removesuffix(".json") + ".headers.json"))
-    return {str(k): str(v) for k, v in data.items()}
+#: The fixtures under ``tests/fixtures/rt/``: raw bytes, parsed JSON, and the headers sent
+#: with each (its ``.headers.json``).
+fixture = partial(desk_fixture, "rt")
+fixture_json = partial(desk_fixture_json, "rt")
+fixture_headers = partial(desk_fixture_headers, "rt")
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -4,8 +4,6 @@ back from the ticket's history, and the mapping of failures."""
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from adapters.base import Requester, user_agent
 from adapters.errors import HelpdeskAPIError, HelpdeskHostError, HelpdeskTimeoutError
 from adapters.rt import RTAdapter, RTClient
 from tests.adapters.rt.support import API, rt_desk, ticket_answer
+from tests.adapters.support import sent_requests
 
 NOTE = "Estimate: 20 credits.\n\n[care:41.2]"
 MARKER = "41.2"
@@ -24,23 +23,8 @@ JSON_CT = "application/json"
 
 
 @pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
 def client() -> RTClient:
     return RTAdapter(rt_desk()).client()
-
-
-def _sent(mock: responses.RequestsMock) -> list[tuple[str, str, Any]]:
-    out = []
-    for call in mock.calls:
-        request = call.request
-        body = json.loads(request.body) if request.body else None
-        out.append((request.method or "", request.url or "", body))
-    return out
 
 
 def _page(items: list[dict[str, Any]], page: int = 1, pages: int = 1) -> dict[str, Any]:
@@ -95,7 +79,7 @@ def test_add_tags_already_there_writes_nothing(
 ) -> None:
     mocked.get(f"{API}/ticket/12", json=ticket_answer("12", tags=["a", "b"]))
     client.add_tags("12", ["b", "a"])
-    assert [method for method, _, _ in _sent(mocked)] == ["GET"]
+    assert [method for method, _, _ in sent_requests(mocked)] == ["GET"]
 
 
 def test_remove_tags_keeps_the_others(mocked: responses.RequestsMock, client: RTClient) -> None:
@@ -329,7 +313,7 @@ def test_notify_customer_sends_nothing_when_an_earlier_try_opened_the_ticket(
     mocked.get(f"{API}/ticket/70/attachments", json=_page([{"Content": "other"}]))
     mocked.get(f"{API}/ticket/77/attachments", json=_page([{"Content": NOTE}]))
     client.notify_customer("ann@shop.example", "Ends soon", NOTE, marker=MARKER)
-    assert all(method == "GET" for method, _, _ in _sent(mocked))
+    assert all(method == "GET" for method, _, _ in sent_requests(mocked))
 
 
 def test_notify_customer_refuses_bad_input_before_any_request(client: RTClient) -> None:

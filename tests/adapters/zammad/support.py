@@ -12,13 +12,20 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import responses
 
 from connector.config import DeskSettings
 from rules.priorities import PriorityMap
-from tests.adapters.support import FIXTURES, AdapterSupport, Delivery
+from tests.adapters.support import (
+    AdapterSupport,
+    Delivery,
+    desk_fixture,
+    desk_fixture_headers,
+    desk_fixture_json,
+)
 
 BASE = "https://support.example.com"
 API = f"{BASE}/api/v1"
@@ -58,21 +65,11 @@ def zammad_desk(**overrides: Any) -> DeskSettings:
     return DeskSettings(**values)
 
 
-def fixture(name: str) -> bytes:
-    """The raw bytes of ``tests/fixtures/zammad/<name>``."""
-    return (FIXTURES / "zammad" / name).read_bytes()
-
-
-def fixture_json(name: str) -> dict[str, Any]:
-    """A fixture payload, parsed (to build variants of it)."""
-    data: dict[str, Any] = json.loads(fixture(name))
-    return data
-
-
-def fixture_headers(name: str) -> dict[str, str]:
-    """The headers Zammad sent with fixture ``name`` (its ``.headers.json``)."""
-    data = json.loads(fixture(name.removesuffix(".json") + ".headers.json"))
-    return {str(k): str(v) for k, v in data.items()}
+#: The fixtures under ``tests/fixtures/zammad/``: raw bytes, parsed JSON, and the headers sent
+#: with each (its ``.headers.json``).
+fixture = partial(desk_fixture, "zammad")
+fixture_json = partial(desk_fixture_json, "zammad")
+fixture_headers = partial(desk_fixture_headers, "zammad")
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -4,8 +4,7 @@ mapping of every failure."""
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, cast
@@ -18,6 +17,7 @@ from responses import matchers
 from adapters.base import Requester, user_agent
 from adapters.errors import HelpdeskAPIError, HelpdeskHostError, HelpdeskTimeoutError
 from adapters.zammad import ZammadAdapter, ZammadClient
+from tests.adapters.support import sent_requests
 from tests.adapters.zammad.support import API, PRIORITIES, zammad_desk
 
 NOTE = "Estimate: 10 credits.\n[care:t1042-note-1]"
@@ -25,23 +25,8 @@ MARKER = "t1042-note-1"
 
 
 @pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
 def client() -> ZammadClient:
     return ZammadAdapter(zammad_desk()).client()
-
-
-def _sent(mock: responses.RequestsMock) -> list[tuple[str, str, Any]]:
-    out = []
-    for call in mock.calls:
-        request = call.request
-        body = json.loads(request.body) if request.body else None
-        out.append((request.method or "", request.url or "", body))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,7 +43,7 @@ def test_set_priority_looks_the_name_up_and_writes_the_id(
         match=[matchers.json_params_matcher({"priority_id": 3})],
     )
     client.set_priority("1042", "3 high")
-    assert _sent(mocked) == [
+    assert sent_requests(mocked) == [
         ("GET", f"{API}/ticket_priorities", None),
         ("PUT", f"{API}/tickets/1042", {"priority_id": 3}),
     ]
@@ -73,13 +58,13 @@ def test_priorities_are_read_once_per_client(
     mocked.put(f"{API}/tickets/2", json={"id": 2})
     client.set_priority("1", "3 high")
     client.set_priority("2", " 2  NORMAL ")  # case and spacing do not matter
-    assert [m for m, _, _ in _sent(mocked)] == ["GET", "PUT", "PUT"]
-    assert _sent(mocked)[2][2] == {"priority_id": 2}
+    assert [m for m, _, _ in sent_requests(mocked)] == ["GET", "PUT", "PUT"]
+    assert sent_requests(mocked)[2][2] == {"priority_id": 2}
     # A new client (a restart) reads them again.
     fresh = ZammadAdapter(zammad_desk()).client()
     mocked.put(f"{API}/tickets/3", json={"id": 3})
     fresh.set_priority("3", "1 low")
-    assert [m for m, _, _ in _sent(mocked)][3:] == ["GET", "PUT"]
+    assert [m for m, _, _ in sent_requests(mocked)][3:] == ["GET", "PUT"]
 
 
 def test_a_renamed_priority_is_read_again_once(
@@ -92,8 +77,8 @@ def test_a_renamed_priority_is_read_again_once(
     mocked.put(f"{API}/tickets/2", json={"id": 2})
     client.set_priority("1", "2 normal")
     client.set_priority("2", "3 urgent")
-    assert [m for m, _, _ in _sent(mocked)] == ["GET", "PUT", "GET", "PUT"]
-    assert _sent(mocked)[3][2] == {"priority_id": 3}
+    assert [m for m, _, _ in sent_requests(mocked)] == ["GET", "PUT", "GET", "PUT"]
+    assert sent_requests(mocked)[3][2] == {"priority_id": 3}
 
 
 def test_an_unknown_or_inactive_priority_is_a_permanent_error(
@@ -106,7 +91,7 @@ def test_an_unknown_or_inactive_priority_is_a_permanent_error(
         client.set_priority("1042", "4 disaster")
     assert caught.value.permanent is True
     assert "1 low, 2 normal, 3 high, 4 disaster" in caught.value.message
-    assert all(m == "GET" for m, _, _ in _sent(mocked))  # nothing written
+    assert all(m == "GET" for m, _, _ in sent_requests(mocked))  # nothing written
 
 
 def test_add_tags_one_call_per_tag(mocked: responses.RequestsMock, client: ZammadClient) -> None:
@@ -118,7 +103,7 @@ def test_add_tags_one_call_per_tag(mocked: responses.RequestsMock, client: Zamma
             match=[matchers.json_params_matcher({"object": "Ticket", "o_id": 1042, "item": tag})],
         )
     client.add_tags("1042", ["care_plan_vip", " care_category_question ", "care_plan_vip", " "])
-    assert _sent(mocked) == [
+    assert sent_requests(mocked) == [
         ("POST", f"{API}/tags/add", {"object": "Ticket", "o_id": 1042, "item": "care_plan_vip"}),
         (
             "POST",
@@ -139,7 +124,7 @@ def test_remove_tags_one_call_per_tag(mocked: responses.RequestsMock, client: Za
         ],
     )
     client.remove_tags("1042", ["care_needs_category"])
-    assert _sent(mocked) == [
+    assert sent_requests(mocked) == [
         (
             "DELETE",
             f"{API}/tags/remove",
@@ -165,7 +150,7 @@ def test_add_note_is_an_internal_plain_text_note(
         match=[matchers.json_params_matcher(body)],
     )
     client.add_note("1042", NOTE, marker=MARKER)
-    assert _sent(mocked) == [("POST", f"{API}/ticket_articles", body)]
+    assert sent_requests(mocked) == [("POST", f"{API}/ticket_articles", body)]
 
 
 def test_add_reply_mails_the_customer(mocked: responses.RequestsMock, client: ZammadClient) -> None:
@@ -186,7 +171,7 @@ def test_add_reply_mails_the_customer(mocked: responses.RequestsMock, client: Za
         match=[matchers.json_params_matcher(body)],
     )
     client.add_reply("1042", NOTE, marker=MARKER)
-    assert _sent(mocked) == [
+    assert sent_requests(mocked) == [
         ("GET", f"{API}/tickets/1042", None),
         ("GET", f"{API}/users/27", None),
         ("POST", f"{API}/ticket_articles", body),
@@ -221,7 +206,7 @@ def test_add_reply_as_a_public_note(
         match=[matchers.json_params_matcher(body)],
     )
     client.add_reply("1042", NOTE, marker=MARKER)
-    assert _sent(mocked)[-1] == ("POST", f"{API}/ticket_articles", body)
+    assert sent_requests(mocked)[-1] == ("POST", f"{API}/ticket_articles", body)
 
 
 def test_add_reply_to_a_ticket_that_is_gone_is_permanent(
@@ -629,7 +614,7 @@ def test_notify_customer_opens_a_closed_ticket_with_an_email_to_the_customer(
     client.notify_customer(
         " fred@shop.example ", "Your Free support period ends", NOTICE, marker=NOTICE_MARKER
     )
-    assert _sent(mocked) == [
+    assert sent_requests(mocked) == [
         ("GET", f"{SEARCH}?query={NOTICE_MARKER}&limit=20", None),
         (
             "POST",
@@ -664,7 +649,7 @@ def test_notify_customer_confirms_search_hits_by_their_articles(
     )
     mocked.post(f"{API}/tickets", status=201, json={"id": 33})
     client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
-    assert [(method, url) for method, url, _ in _sent(mocked)][1:] == [
+    assert [(method, url) for method, url, _ in sent_requests(mocked)][1:] == [
         ("GET", f"{API}/ticket_articles/by_ticket/31"),
         ("GET", f"{API}/ticket_articles/by_ticket/32"),
         ("POST", f"{API}/tickets"),
@@ -678,7 +663,7 @@ def test_notify_customer_sends_nothing_when_an_earlier_try_created_the_ticket(
     mocked.get(f"{API}/ticket_articles/by_ticket/31", json=_articles("Where is my order?"))
     mocked.get(f"{API}/ticket_articles/by_ticket/40", json=_articles(NOTICE))
     client.notify_customer("fred@shop.example", "s", NOTICE, marker=NOTICE_MARKER)
-    assert [method for method, _, _ in _sent(mocked)] == ["GET", "GET", "GET"]
+    assert [method for method, _, _ in sent_requests(mocked)] == ["GET", "GET", "GET"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,12 +26,6 @@ from tests.adapters.zammad.support import API, API_USER, SECRET, zammad_desk
 
 PUBLIC = "https://care.example.com"
 ME = {"id": int(API_USER), "login": "care-bot@shop.example", "email": "care-bot@shop.example"}
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,12 +29,6 @@ API = "https://acme.zendesk.com/api/v2"
 PUBLIC = "https://care.example.com"
 HOOK_ID = "01JH2ZQ9X4K7T5V3B8N6M2C1D0"
 SECRET = "zendesk-says-this-one"
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 @pytest.fixture

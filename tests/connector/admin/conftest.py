@@ -23,12 +23,14 @@ import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from connector import create_app
-from connector.customers import import_customers, validate_entries
 from connector.db import Database
 from connector.extension import ConnectorState
+from connector.models import Ticket
 from connector.runner import drain
+from tests.connector.conftest import seed_customers
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "zendesk"
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)  # Tuesday 14:00 in the support zone (GMT+4)
@@ -109,23 +111,38 @@ def config(database: Database, *, tokens: dict[str, str] | None = None) -> dict[
     }
 
 
+def desk_environment(monkeypatch: pytest.MonkeyPatch, *, approval_key: bool = True) -> None:
+    """The Zendesk desk's webhook secret and API token in the environment, and the approval
+    key (``approval_key=False``: none, so the connector keeps its own in the database)."""
+    monkeypatch.setenv("CARE_TEST_ZD_SECRET", SECRET)
+    monkeypatch.setenv("CARE_TEST_ZD_TOKEN", "api-token")
+    if approval_key:
+        monkeypatch.setenv("CARE_SECRET_KEY", "approval-key")
+    else:
+        monkeypatch.delenv("CARE_SECRET_KEY", raising=False)
+
+
+def admin_app(
+    settings: dict[str, Any], *, imported_at: datetime = NOW - timedelta(days=30)
+) -> Flask:
+    """``create_app(settings)`` with its clock stopped at ``NOW`` and ``CUSTOMERS`` imported
+    as of ``imported_at``."""
+    app = create_app(settings)
+    st: ConnectorState = app.extensions["care_connector"]
+    st.clock = lambda: NOW
+    seed_customers(st, CUSTOMERS, at=imported_at)
+    return app
+
+
 @pytest.fixture
 def app(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     monkeypatch.setenv("CARE_TEST_ADMIN_ALICE", ALICE)
     monkeypatch.setenv("CARE_TEST_ADMIN_BOB", BOB)
     monkeypatch.delenv("CARE_TEST_ADMIN_CAROL_UNSET", raising=False)
-    monkeypatch.setenv("CARE_TEST_ZD_SECRET", SECRET)
-    monkeypatch.setenv("CARE_TEST_ZD_TOKEN", "api-token")
-    monkeypatch.setenv("CARE_SECRET_KEY", "approval-key")
-    app = create_app(config(database))
-    st: ConnectorState = app.extensions["care_connector"]
-    st.clock = lambda: NOW
-    policy = st.settings.policy
-    records = validate_entries(CUSTOMERS, policy=policy, desks=st.settings.desks.keys())
-    with st.database.transaction() as session:
-        import_customers(session, records, policy=policy, at=NOW - timedelta(days=30))
+    desk_environment(monkeypatch)
+    app = admin_app(config(database))
     yield app
-    st.database.dispose()
+    app.extensions["care_connector"].database.dispose()
 
 
 @pytest.fixture
@@ -199,10 +216,9 @@ def ticket_body(
 Deliver = Callable[..., Any]
 
 
-@pytest.fixture
-def deliver(app: Flask) -> Deliver:
-    """POST a delivery to ``/hooks/zendesk``, signed with ``secret``."""
-    client = app.test_client()
+def signed_sender(client: FlaskClient) -> Deliver:
+    """``send(body, secret=SECRET)``: POST a delivery to ``/hooks/zendesk`` through
+    ``client``, signed with ``secret`` as Zendesk signs."""
 
     def send(body: dict[str, Any], *, secret: str = SECRET) -> Any:
         raw = json.dumps(body).encode()
@@ -219,6 +235,12 @@ def deliver(app: Flask) -> Deliver:
     return send
 
 
+@pytest.fixture
+def deliver(app: Flask) -> Deliver:
+    """POST a delivery to ``/hooks/zendesk``, signed with ``secret``."""
+    return signed_sender(app.test_client())
+
+
 ZENDESK_WRITES = re.compile(rf"{re.escape(BASE)}/api/v2/tickets/\d+(/tags)?")
 
 
@@ -232,6 +254,17 @@ def run_pipeline(st: ConnectorState, *, status: int = 200) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(responses.PUT, ZENDESK_WRITES, status=status, json={"ticket": {}})
         drain(st)
+
+
+def make_ticket(st: ConnectorState, deliver: Deliver, ticket_id: str, email: str, **kw: Any) -> int:
+    """A ticket created through the pipeline (the desk accepts every write-back); its id
+    here."""
+    assert deliver(ticket_body(ticket_id, email, **kw)).status_code == 200
+    run_pipeline(st)
+    with st.database.transaction(read_only=True) as session:
+        found = session.scalar(select(Ticket.id).where(Ticket.external_id == ticket_id))
+    assert found is not None
+    return found
 
 
 def customer_id(st: ConnectorState, email: str) -> int:

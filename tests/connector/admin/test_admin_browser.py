@@ -17,7 +17,6 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,18 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from connector import create_app, ledger
-from connector.customers import import_customers, validate_entries
+from connector import ledger
 from connector.db import Database
 from connector.extension import ConnectorState
 from connector.models import OutboxAction, Ticket
 from tests.connector.admin.conftest import (
     ALICE,
-    CUSTOMERS,
     NOW,
     SECRET,
+    admin_app,
     config,
     customer_id,
+    desk_environment,
     run_pipeline,
     sign,
     ticket_body,
@@ -57,25 +56,18 @@ pytestmark = needs_chromium
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Flask, str]]:
     """The connector on a free loopback port, and its address."""
     monkeypatch.setenv("CARE_TEST_ADMIN_ALICE", ALICE)
-    monkeypatch.setenv("CARE_TEST_ZD_SECRET", SECRET)
-    monkeypatch.setenv("CARE_TEST_ZD_TOKEN", "api-token")
     # No CARE_SECRET_KEY: the session is signed with the key the connector keeps in its
     # database, as in a stand-alone install.
-    monkeypatch.delenv("CARE_SECRET_KEY", raising=False)
+    desk_environment(monkeypatch, approval_key=False)
     apps: list[Flask] = []
     # Bound first, so the app can be built with the port the server got.
     server = make_server("127.0.0.1", 0, lambda env, start: apps[0](env, start), threaded=True)
     address = f"http://127.0.0.1:{server.server_port}"
     settings = config(Database.from_url(f"sqlite:///{tmp_path / 'care.sqlite3'}"))
     settings["server"] = {"public_url": address}
-    app = create_app(settings)
+    app = admin_app(settings)
     apps.append(app)
     st: ConnectorState = app.extensions["care_connector"]
-    st.clock = lambda: NOW
-    policy = st.settings.policy
-    records = validate_entries(CUSTOMERS, policy=policy, desks=st.settings.desks.keys())
-    with st.database.transaction() as session:
-        import_customers(session, records, policy=policy, at=NOW - timedelta(days=30))
     thread = threading.Thread(target=server.serve_forever, name="admin-server", daemon=True)
     thread.start()
     try:

@@ -42,6 +42,7 @@ from tests.connector.admin.conftest import (
     Deliver,
     config,
     customer_id,
+    make_ticket,
     run_pipeline,
     ticket_body,
 )
@@ -67,16 +68,6 @@ def assert_error(response: Any, status: int, *fields: str) -> dict[str, Any]:
     for name in fields:
         assert name in body["errors"], body
     return body  # type: ignore[no-any-return]
-
-
-def one_ticket(st: ConnectorState, deliver: Deliver, ticket_id: str, email: str, **kw: Any) -> int:
-    """A ticket created through the pipeline; its id here."""
-    assert deliver(ticket_body(ticket_id, email, **kw)).status_code == 200
-    run_pipeline(st)
-    with st.database.transaction(read_only=True) as session:
-        found = session.scalar(select(Ticket.id).where(Ticket.external_id == ticket_id))
-    assert found is not None
-    return found
 
 
 def documented_operations(api: Api) -> list[tuple[str, str]]:
@@ -243,7 +234,7 @@ def test_search_customers_by_email_or_name(api: Api) -> None:
 
 def test_customer_detail(api: Api, st: ConnectorState, deliver: Deliver) -> None:
     vera = customer_id(st, "vip@shop.example")
-    ticket = one_ticket(st, deliver, "301", "vip@shop.example", requester_id="1001")
+    ticket = make_ticket(st, deliver, "301", "vip@shop.example", requester_id="1001")
     with st.database.transaction() as session:
         session.add(
             QuotaUsage(customer_id=vera, period="2026-03", kind="modification", ticket_id=ticket)
@@ -406,7 +397,7 @@ def test_end_a_subscription_early(api: Api, st: ConnectorState, deliver: Deliver
     assert ended.status_code == 200 and ended.get_json()["ends_on"] == "2026-03-09"
     assert api.get(f"/customers/{vera}").get_json()["plan"]["key"] == "credits"
     # The worker honours it: a new ticket is handled under the fallback plan.
-    ticket = one_ticket(st, deliver, "302", "vip@shop.example", requester_id="1001")
+    ticket = make_ticket(st, deliver, "302", "vip@shop.example", requester_id="1001")
     assert api.get(f"/tickets/{ticket}").get_json()["plan"] == "credits"
     assert_error(api.post("/subscriptions/999999/end", {}), 404)
     assert audit_rows(st) == [("alice", "subscription.end", f"customer:{vera}")]
@@ -435,7 +426,7 @@ def test_end_a_license_early(api: Api, st: ConnectorState, deliver: Deliver) -> 
     assert "ended on 2026-03-05" in detail["plan"]["reason"]
     assert detail["entitlements"][0]["ends_on"] == "2026-03-05"
     assert_error(api.post(f"/licenses/{lic['id']}/end", {"last_day": "2026-03-06"}), 422)
-    ticket = one_ticket(st, deliver, "303", "free@shop.example", requester_id="3003")
+    ticket = make_ticket(st, deliver, "303", "free@shop.example", requester_id="3003")
     assert api.get(f"/tickets/{ticket}").get_json()["plan"] == "credits"
     assert_error(api.post("/licenses/999999/end", {}), 404)
 
@@ -447,7 +438,7 @@ def test_end_a_license_early(api: Api, st: ConnectorState, deliver: Deliver) -> 
 def test_ledger_csv_export(api: Api, st: ConnectorState, deliver: Deliver) -> None:
     anna = customer_id(st, "credits@shop.example")
     api.post(f"/customers/{anna}/grants", {"credits": 3, "reason": '=HYPERLINK("x")'})
-    one_ticket(st, deliver, "311", "credits@shop.example", requester_id="5005")
+    make_ticket(st, deliver, "311", "credits@shop.example", requester_id="5005")
     answer = api.get("/ledger/export.csv")
     assert answer.status_code == 200 and answer.mimetype == "text/csv"
     assert answer.headers["Content-Disposition"].startswith('attachment; filename="ledger-')
@@ -471,7 +462,7 @@ def test_ledger_csv_export(api: Api, st: ConnectorState, deliver: Deliver) -> No
 
 
 def test_personal_data_export(api: Api, st: ConnectorState, deliver: Deliver) -> None:
-    one_ticket(st, deliver, "321", "credits@shop.example", requester_id="5005")
+    make_ticket(st, deliver, "321", "credits@shop.example", requester_id="5005")
     anna = customer_id(st, "credits@shop.example")
     data = api.get(f"/customers/{anna}/personal-data").get_json()
     assert data["customer"]["email"] == "credits@shop.example"
@@ -490,7 +481,7 @@ def test_personal_data_export(api: Api, st: ConnectorState, deliver: Deliver) ->
 def test_erasure_keeps_balances_and_forgets_the_person(
     api: Api, st: ConnectorState, deliver: Deliver
 ) -> None:
-    one_ticket(st, deliver, "331", "credits@shop.example", requester_id="5005")
+    make_ticket(st, deliver, "331", "credits@shop.example", requester_id="5005")
     anna = customer_id(st, "credits@shop.example")
     api.post(f"/customers/{anna}/grants", {"credits": 10, "reason": "sorry, Anna"})
     with st.database.transaction(read_only=True) as session:
@@ -549,7 +540,7 @@ def test_erasure_keeps_balances_and_forgets_the_person(
     assert_error(api.post(f"/customers/{anna}/erasure"), 409)
     assert_error(api.post("/customers/999999/erasure"), 404)
     # The same person writing again is an unknown requester: nothing charged.
-    after = one_ticket(st, deliver, "332", "credits@shop.example", requester_id="5005")
+    after = make_ticket(st, deliver, "332", "credits@shop.example", requester_id="5005")
     assert api.get(f"/tickets/{after}").get_json()["customer_id"] is None
     with st.database.transaction(read_only=True) as session:
         assert ledger.balance(session, anna) == before
@@ -562,7 +553,7 @@ def test_erasure_keeps_balances_and_forgets_the_person(
 def test_ticket_detail_explains_the_decision(
     api: Api, st: ConnectorState, deliver: Deliver
 ) -> None:
-    ticket = one_ticket(
+    ticket = make_ticket(
         st,
         deliver,
         "341",
@@ -599,12 +590,12 @@ def test_ticket_detail_explains_the_decision(
     assert steps["approval"]["outcome"] == "pending"
     assert steps["charge"]["outcome"] == "0 credits"
 
-    question = one_ticket(st, deliver, "342", "credits@shop.example", requester_id="5005")
+    question = make_ticket(st, deliver, "342", "credits@shop.example", requester_id="5005")
     charged = api.get(f"/tickets/{question}").get_json()
     assert [e["amount"] for e in charged["ledger"]] == [-5]
     assert {s["step"]: s["outcome"] for s in charged["explanation"]}["charge"] == "5 credits"
 
-    vip = one_ticket(
+    vip = make_ticket(
         st,
         deliver,
         "343",
@@ -634,7 +625,7 @@ def test_ticket_detail_explains_the_decision(
 def test_deliveries_mask_secrets_and_show_the_verification(
     api: Api, st: ConnectorState, deliver: Deliver
 ) -> None:
-    one_ticket(st, deliver, "351", "credits@shop.example", requester_id="5005")
+    make_ticket(st, deliver, "351", "credits@shop.example", requester_id="5005")
     refused = deliver(ticket_body("352", "credits@shop.example"), secret="not-the-secret")
     assert refused.status_code == 401
     listed = api.get("/deliveries").get_json()
@@ -662,7 +653,7 @@ def test_deliveries_mask_secrets_and_show_the_verification(
 
 
 def test_replay(api: Api, st: ConnectorState, deliver: Deliver) -> None:
-    one_ticket(st, deliver, "361", "credits@shop.example", requester_id="5005")
+    make_ticket(st, deliver, "361", "credits@shop.example", requester_id="5005")
     deliver(ticket_body("362", "credits@shop.example"), secret="not-the-secret")
     good, bad = 1, 2
     again = api.post(f"/deliveries/{good}/replay")
@@ -755,8 +746,8 @@ def test_failing_write_backs_are_listed_as_failed_and_can_be_cancelled(
 
 
 def test_charts(api: Api, st: ConnectorState, deliver: Deliver) -> None:
-    one_ticket(st, deliver, "391", "credits@shop.example", requester_id="5005")
-    one_ticket(st, deliver, "392", "vip@shop.example", requester_id="1001")
+    make_ticket(st, deliver, "391", "credits@shop.example", requester_id="5005")
+    make_ticket(st, deliver, "392", "vip@shop.example", requester_id="1001")
     days = api.get("/charts/credits", query_string={"days": 3}).get_json()
     assert days == [
         {"day": "2026-03-08", "charged": 0, "refunded": 0},

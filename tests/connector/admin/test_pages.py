@@ -20,13 +20,14 @@ from connector import create_app, ledger
 from connector.admin import charts, pages
 from connector.db import Database
 from connector.extension import CareConnector, ConnectorState
-from connector.models import AdminAudit, InboundDelivery, LedgerEntry, OutboxAction, Ticket
+from connector.models import AdminAudit, InboundDelivery, LedgerEntry, OutboxAction
 from tests.connector.admin.conftest import (
     ALICE,
     BOB,
     Deliver,
     config,
     customer_id,
+    make_ticket,
     run_pipeline,
     ticket_body,
 )
@@ -66,16 +67,6 @@ def text(response: Any) -> str:
 def balance(st: ConnectorState, email: str) -> int:
     with st.database.transaction(read_only=True) as session:
         return ledger.balance(session, customer_id(st, email))
-
-
-def make_ticket(st: ConnectorState, deliver: Deliver, ticket_id: str, email: str, **kw: Any) -> int:
-    """A ticket created through the pipeline (the desk accepts every write-back)."""
-    assert deliver(ticket_body(ticket_id, email, **kw)).status_code == 200
-    run_pipeline(st)
-    with st.database.transaction(read_only=True) as session:
-        found = session.scalar(select(Ticket.id).where(Ticket.external_id == ticket_id))
-    assert found is not None
-    return found
 
 
 def agent_reply(ticket_id: str, email: str, requester_id: str, at: str) -> dict[str, Any]:

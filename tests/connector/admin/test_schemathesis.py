@@ -20,16 +20,15 @@ from flask import Flask
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from connector import create_app
-from connector.customers import import_customers, validate_entries
 from connector.db import Database
 from connector.extension import ConnectorState
 from tests.connector.admin.conftest import (
     ALICE,
-    CUSTOMERS,
     NOW,
     SECRET,
+    admin_app,
     config,
+    desk_environment,
     run_pipeline,
     sign,
     ticket_body,
@@ -49,16 +48,9 @@ def seeded_app(
     shutil.copyfile(_sqlite_template, path)
     database = Database.from_url(f"sqlite:///{path}")
     monkeypatch.setenv("CARE_TEST_ADMIN_ALICE", ALICE)
-    monkeypatch.setenv("CARE_TEST_ZD_SECRET", SECRET)
-    monkeypatch.setenv("CARE_TEST_ZD_TOKEN", "api-token")
-    monkeypatch.setenv("CARE_SECRET_KEY", "approval-key")
-    app = create_app(config(database))
+    desk_environment(monkeypatch)
+    app = admin_app(config(database), imported_at=NOW)
     st: ConnectorState = app.extensions["care_connector"]
-    st.clock = lambda: NOW
-    policy = st.settings.policy
-    records = validate_entries(CUSTOMERS, policy=policy, desks=st.settings.desks.keys())
-    with st.database.transaction() as session:
-        import_customers(session, records, policy=policy, at=NOW)
     client = app.test_client()
     stamp = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
     for n, email in enumerate(("credits@shop.example", "vip@shop.example", "nobody@x.example")):

@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from connector import create_app, ledger
+from connector import ledger
 from connector.admin import pages
 from connector.config import (
     DEFAULT_ADMIN_MAX_BODY_BYTES,
@@ -37,14 +37,17 @@ from connector.models import AdminAudit, InboundDelivery, OutboxAction, Ticket
 from tests.connector.admin.conftest import (
     ALICE,
     NOW,
-    SECRET,
     Api,
     Deliver,
+    admin_app,
     config,
     customer_id,
+    desk_environment,
     run_pipeline,
+    signed_sender,
     ticket_body,
 )
+from tests.connector.conftest import CountingBody, post_stream
 
 ROOT = Path(__file__).resolve().parents[3]
 READER = "reader-admin-token-5555555555"
@@ -216,21 +219,10 @@ def scoped(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flas
         monkeypatch.setenv(name, value)
     settings = config(database)
     settings["admin"] = {"tokens": TOKENS, "max_body_bytes": CAP}
-    monkeypatch.setenv("CARE_TEST_ZD_SECRET", SECRET)
-    monkeypatch.setenv("CARE_TEST_ZD_TOKEN", "api-token")
-    monkeypatch.setenv("CARE_SECRET_KEY", "approval-key")
-    app = create_app(settings)
-    st: ConnectorState = app.extensions["care_connector"]
-    st.clock = lambda: NOW
-    from connector.customers import import_customers, validate_entries
-    from tests.connector.admin.conftest import CUSTOMERS
-
-    policy = st.settings.policy
-    records = validate_entries(CUSTOMERS, policy=policy, desks=st.settings.desks.keys())
-    with st.database.transaction() as session:
-        import_customers(session, records, policy=policy, at=NOW - timedelta(days=30))
+    desk_environment(monkeypatch)
+    app = admin_app(settings)
     yield app
-    st.database.dispose()
+    app.extensions["care_connector"].database.dispose()
 
 
 @pytest.fixture
@@ -378,43 +370,19 @@ def test_the_document_names_403_and_413_on_changes(sapi: Api) -> None:
 # The API: the body cap
 
 
-class Counting(io.RawIOBase):
-    """A body of ``size`` spaces made as it is read, counting the bytes read."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.read_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self.size - self.read_bytes)
-        buffer[:n] = b" " * n
-        self.read_bytes += n
-        return n
-
-
 def raw_call(
     app: Flask, path: str, body: io.RawIOBase, token: str = ALICE, **environ: Any
 ) -> tuple[int, Any]:
-    """POST ``body`` through the WSGI interface with the given environ keys (the test client
-    always sends a Content-Length); the status and the JSON answer."""
-    built = EnvironBuilder(
-        path=f"/admin/api{path}",
-        method="POST",
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {token}"},
-    ).get_environ()
-    built.pop("CONTENT_LENGTH", None)
-    built.update({"wsgi.input": body, **environ})
-    chunks, status, _ = run_wsgi_app(app.wsgi_app, built, buffered=True)
-    return int(status.split()[0]), json.loads(b"".join(chunks))
+    """POST ``body`` to the API with the given environ keys and no computed Content-Length;
+    the status and the JSON answer."""
+    return post_stream(
+        app, f"/admin/api{path}", body, headers={"Authorization": f"Bearer {token}"}, **environ
+    )
 
 
 def test_a_content_length_over_the_cap_is_refused_unread(scoped: Flask) -> None:
     for size in (CAP + 1, 1024 * CAP):
-        body = Counting(size)
+        body = CountingBody(size)
         status, answer = raw_call(scoped, "/customers/import", body, CONTENT_LENGTH=str(size))
         assert (status, answer["code"]) == (413, 413)
         assert set(answer) == {"code", "status", "message", "errors"}
@@ -424,7 +392,7 @@ def test_a_content_length_over_the_cap_is_refused_unread(scoped: Flask) -> None:
 
 def test_a_chunked_body_over_the_cap_is_refused_one_byte_past_it(scoped: Flask) -> None:
     for size in (CAP + 1, 1024 * CAP):
-        body = Counting(size)
+        body = CountingBody(size)
         status, answer = raw_call(
             scoped, "/customers/import", body, **{"wsgi.input_terminated": True}
         )
@@ -451,7 +419,7 @@ def test_the_body_is_read_only_for_a_token_allowed_to_send_it(scoped: Flask) -> 
     """A stranger (401) and a read token (403) are answered before a byte is read."""
     for token, code in (("nope", 401), (OLD, 401), (READER, 403)):
         for environ in ({"CONTENT_LENGTH": str(CAP // 2)}, {"wsgi.input_terminated": True}):
-            body = Counting(CAP // 2)
+            body = CountingBody(CAP // 2)
             status, _ = raw_call(scoped, "/customers/import", body, token=token, **environ)
             assert status == code
             assert body.read_bytes == 0
@@ -461,11 +429,11 @@ def test_the_default_cap_is_16_mib(app: Flask, st: ConnectorState) -> None:
     """The admin tests' app keeps the default: 16 MiB taken, one byte more refused unread."""
     limit = st.settings.admin.max_body_bytes
     assert limit == 16 * 1024 * 1024
-    body = Counting(limit + 1)
+    body = CountingBody(limit + 1)
     status, _ = raw_call(app, "/customers/import", body, CONTENT_LENGTH=str(limit + 1))
     assert status == 413 and body.read_bytes == 0
     # At the cap: read whole, then refused as JSON that is not an import document (422).
-    body = Counting(limit)
+    body = CountingBody(limit)
     status, _ = raw_call(app, "/customers/import", body, CONTENT_LENGTH=str(limit))
     assert body.read_bytes == limit
     assert status in (400, 422)
@@ -546,25 +514,7 @@ def dead_letter(st: ConnectorState, deliver: Deliver) -> int:
 
 @pytest.fixture
 def sdeliver(scoped: Flask) -> Deliver:
-    import hashlib
-
-    from tests.connector.admin.conftest import sign
-
-    client = scoped.test_client()
-
-    def send(body: dict[str, Any]) -> Any:
-        raw = json.dumps(body).encode()
-        stamp = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
-        headers = {
-            "X-Zendesk-Webhook-Signature-Timestamp": stamp,
-            "X-Zendesk-Webhook-Signature": sign(SECRET, stamp, raw),
-            "X-Zendesk-Webhook-Invocation-Id": f"inv-{hashlib.sha256(raw).hexdigest()[:12]}",
-        }
-        return client.post(
-            "/hooks/zendesk", data=raw, headers=headers, content_type="application/json"
-        )
-
-    return send
+    return signed_sender(scoped.test_client())
 
 
 CHANGE_FORMS = (
@@ -665,7 +615,7 @@ def test_a_scope_change_in_the_config_applies_to_open_sessions(
 def test_a_chunked_form_over_the_cap_is_refused(scoped: Flask) -> None:
     client = scoped.test_client()
     assert sign_in(client, ALICE).status_code == 303
-    body = Counting(50 * pages.MAX_FORM_BYTES)
+    body = CountingBody(50 * pages.MAX_FORM_BYTES)
     built = EnvironBuilder(
         path="/admin/sign-out",
         method="POST",

@@ -10,8 +10,6 @@ on desks that sign no time they are taken once. Hypothesis settings: tests/adapt
 
 from __future__ import annotations
 
-import io
-import json
 import select as io_select
 import socket
 import threading
@@ -28,7 +26,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from werkzeug.datastructures import Headers
 from werkzeug.serving import make_server
-from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
+from werkzeug.test import TestResponse
 
 from connector import create_app
 from connector.db import Database
@@ -44,6 +42,7 @@ from tests.adapters.hostile import (
     registered_desks,
     texts,
 )
+from tests.connector.conftest import CountingBody, post_stream
 
 DESKS = registered_desks()
 #: Answers the intake may give to a delivery it read.
@@ -63,27 +62,6 @@ CONTENT_TYPES = (
     ";;;",
     "application/json\x7f",
 )
-
-
-class CountingInput(io.RawIOBase):
-    """A request body that records how many bytes the server read from it.
-
-    :param size: bytes it holds (``{`` then spaces): far more than the cap, made as they are
-        read, never held whole.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.read_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self.size - self.read_bytes)
-        buffer[:n] = b" " * n
-        self.read_bytes += n
-        return n
 
 
 @pytest.fixture
@@ -295,28 +273,22 @@ class CountReads:
         return self.app(environ, start_response)
 
 
-def call(app: Flask, stream: CountingInput, **environ: Any) -> tuple[int, Any]:
-    """POST ``stream`` to ``/hooks/zendesk`` through the WSGI interface with the given environ
-    keys (the test client would always compute a Content-Length); the status and JSON."""
-    base = EnvironBuilder(path="/hooks/zendesk", method="POST", content_type="application/json")
-    built = base.get_environ()
-    built.pop("CONTENT_LENGTH", None)
-    built.update({"wsgi.input": stream, **environ})
-    body, status, _ = run_wsgi_app(app.wsgi_app, built, buffered=True)
-    payload = json.loads(b"".join(body))
-    return int(status.split()[0]), payload
+def call(app: Flask, stream: CountingBody, **environ: Any) -> tuple[int, Any]:
+    """POST ``stream`` to ``/hooks/zendesk`` with the given environ keys and no computed
+    Content-Length; the status and JSON."""
+    return post_stream(app, "/hooks/zendesk", stream, **environ)
 
 
 def test_content_length_over_the_cap_is_refused_unread(app: Flask) -> None:
     cap = app.extensions["care_connector"].max_body_bytes
-    stream = CountingInput(50 * cap)
+    stream = CountingBody(50 * cap)
     before = counts(app)
     status, payload = call(app, stream, CONTENT_LENGTH=str(50 * cap))
     assert (status, payload["code"]) == (413, 413)
     assert stream.read_bytes == 0
     assert counts(app) == before  # nothing read, nothing stored
     # One byte over is refused unread too.
-    stream = CountingInput(cap + 1)
+    stream = CountingBody(cap + 1)
     assert call(app, stream, CONTENT_LENGTH=str(cap + 1))[0] == 413
     assert stream.read_bytes == 0
 
@@ -327,7 +299,7 @@ def test_chunked_body_over_the_cap_is_refused_at_the_cap(app: Flask) -> None:
     byte past the cap. Reading exactly up to the cap would take a longer body cut there."""
     cap = app.extensions["care_connector"].max_body_bytes
     for size in (cap + 1, 50 * cap):
-        stream = CountingInput(size)
+        stream = CountingBody(size)
         status, payload = call(app, stream, **{"wsgi.input_terminated": True})
         assert (status, payload["code"]) == (413, 413), size
         assert stream.read_bytes == cap + 1
@@ -335,7 +307,7 @@ def test_chunked_body_over_the_cap_is_refused_at_the_cap(app: Flask) -> None:
 
 def test_chunked_body_at_the_cap_is_taken(app: Flask) -> None:
     cap = app.extensions["care_connector"].max_body_bytes
-    stream = CountingInput(cap)
+    stream = CountingBody(cap)
     before = counts(app)
     status, payload = call(app, stream, **{"wsgi.input_terminated": True})
     assert stream.read_bytes == cap
@@ -346,7 +318,7 @@ def test_chunked_body_at_the_cap_is_taken(app: Flask) -> None:
 def test_chunked_body_without_a_terminated_input_is_not_read(app: Flask) -> None:
     """A server that neither sends Content-Length nor marks the input terminated gives the
     app an empty body (werkzeug's safe fallback): nothing is read, the empty body is refused."""
-    stream = CountingInput(50 * 1024 * 1024)
+    stream = CountingBody(50 * 1024 * 1024)
     status, _ = call(app, stream)
     assert stream.read_bytes == 0
     assert status in (400, 401)
