@@ -1041,22 +1041,15 @@ def _fold_tags(seq: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 def _changes_only(seq: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """A priority write that sets the value the ticket already has changes nothing: left
-    out. (Tag writes that change nothing are left out already.) A tag state the ticket had
-    before is a repeat too: after an unclear failure an earlier tag write can be applied
-    again before the later one is, and the ticket ends with the right tags (checked apart).
-    What remains is the ticket's changes in order, and every note and reply."""
+    out. (Tag writes that change nothing are left out already.) What remains is the
+    ticket's changes in order, and every note and reply."""
     out: list[tuple[str, Any]] = []
     priority = None
-    seen_tags: set[Any] = set()
     for item in seq:
         if item[0] == "priority":
             if item[1] == priority:
                 continue
             priority = item[1]
-        if item[0] == "tags":
-            if item[1] in seen_tags:
-                continue
-            seen_tags.add(item[1])
         out.append(item)
     return _fold_tags(out)
 

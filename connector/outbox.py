@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -250,13 +250,36 @@ def run_once(
         for position, row in enumerate(queue):
             if not lease.holds(row.id):
                 break  # taken back by another worker (this round outlasted the lease)
-            outcome = _send(st, row, rng)
+            outcome = _send(st, _superseded_left_out(row, queue[position + 1 :]), rng)
             outcomes.append(outcome)
             if outcome.sent.status == "retry":
                 outcomes += [_release(later) for later in queue[position + 1 :]]
                 break
     _record(st, outcomes, lease)
     return [o.sent for o in outcomes if o.sent.status != "released"]
+
+
+def _superseded_left_out(row: _Claimed, later: list[_Claimed]) -> _Claimed:
+    """An unclear tag write, without the tags a later tag write of its round touches.
+
+    After a worker died mid-round, a ticket's earlier tag write is sent again although a
+    later one may have been applied already (adding back a tag the later one removed, until
+    that one is sent again too). The later writes follow in this round and decide those
+    tags, so the earlier write leaves them out: the ticket never goes back to an earlier
+    state of its tags.
+    """
+    if not row.unclear or row.kind not in ("tags", "remove_tags"):
+        return row
+    touched = {
+        str(tag).casefold()
+        for other in later
+        if other.kind in ("tags", "remove_tags")
+        for tag in other.payload.get("tags", [])
+    }
+    kept = [tag for tag in row.payload["tags"] if str(tag).casefold() not in touched]
+    if len(kept) == len(row.payload["tags"]):
+        return row
+    return replace(row, payload={**row.payload, "tags": kept})
 
 
 def _send(st: ConnectorState, row: _Claimed, rng: random.Random) -> _Outcome:
