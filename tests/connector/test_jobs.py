@@ -721,11 +721,12 @@ class _LegacyAdapter(HelpdeskAdapter):
     def client(self, session: requests.Session | None = None) -> HelpdeskClient:
         return _LegacyClient(self.desk, session)
 
+    # A desk written before notify_customer existed has no installer either.
     def install_plan(self, public_url: str) -> InstallPlan:
-        raise NotImplementedError
+        raise UnsupportedOperationError("install_plan", adapter=self.key)
 
     def install(self, public_url: str, client: HelpdeskClient | None = None) -> InstallResult:
-        raise NotImplementedError
+        raise UnsupportedOperationError("install", adapter=self.key)
 
 
 def test_a_desk_without_notify_dead_letters_the_notice_saying_why(st: ConnectorState) -> None:
