@@ -76,46 +76,28 @@ def credential_env(desk: str) -> str:
 def desk_sections(desk_url: str, *, timeout: float, max_attempts: int) -> dict[str, Any]:
     """The ``[desks.*]`` tables of the run's configuration: the four desks on the fake desk
     server at ``desk_url``, each under its own path (``http://127.0.0.1:PORT/zammad``)."""
-    common = {"timeout": timeout, "max_attempts": max_attempts}
-    return {
-        "zendesk": {
-            "adapter": "zendesk",
-            "base_url": f"{desk_url}/zendesk",
-            "secret_env": [secret_env("zendesk")],
-            "email": "bot@bench.example",
-            "token_env": credential_env("zendesk"),
-            "api_user_id": API_USERS["zendesk"],
-            "fields": dict(FIELDS["zendesk"]),
-            **common,
-        },
-        "freshdesk": {
-            "adapter": "freshdesk",
-            "base_url": f"{desk_url}/freshdesk",
-            "secret_env": [secret_env("freshdesk")],
-            "api_key_env": credential_env("freshdesk"),
-            "api_user_id": API_USERS["freshdesk"],
-            "fields": dict(FIELDS["freshdesk"]),
-            **common,
-        },
-        "zammad": {
-            "adapter": "zammad",
-            "base_url": f"{desk_url}/zammad",
-            "secret_env": [secret_env("zammad")],
-            "token_env": credential_env("zammad"),
-            "api_user_id": API_USERS["zammad"],
-            "fields": dict(FIELDS["zammad"]),
-            **common,
-        },
+    # What differs between the desks: how each one signs in.
+    logins: dict[str, dict[str, str]] = {
+        "zendesk": {"email": "bot@bench.example", "token_env": credential_env("zendesk")},
+        "freshdesk": {"api_key_env": credential_env("freshdesk")},
+        "zammad": {"token_env": credential_env("zammad")},
         "helpscout": {
-            "adapter": "helpscout",
-            "base_url": f"{desk_url}/helpscout",
-            "secret_env": [secret_env("helpscout")],
             "client_id_env": credential_env("helpscout"),
             "client_secret_env": credential_env("helpscout") + "_SECRET",
-            "api_user_id": API_USERS["helpscout"],
-            "fields": dict(FIELDS["helpscout"]),
-            **common,
         },
+    }
+    return {
+        desk: {
+            "adapter": desk,
+            "base_url": f"{desk_url}/{desk}",
+            "secret_env": [secret_env(desk)],
+            **login,
+            "api_user_id": API_USERS[desk],
+            "fields": dict(FIELDS[desk]),
+            "timeout": timeout,
+            "max_attempts": max_attempts,
+        }
+        for desk, login in logins.items()
     }
 
 
