@@ -686,6 +686,8 @@ class DeskControl:
         self.url = url
         self.control_url = control_url
         self.session = requests.Session()
+        #: The desks' process (its own session), when started by :func:`running_desks`.
+        self.pid: int | None = None
 
     def faults(self, **settings: Any) -> dict[str, Any]:
         """Set faults: ``error_share``, ``timeout_every``, ``hang_seconds``, ``latency``,
@@ -738,6 +740,7 @@ def running_desks(port: int | None = None) -> Iterator[DeskControl]:
         if line.strip() != "ready":
             raise RuntimeError(f"the fake help desks did not start (exit {process.poll()})")
         control_api = DeskControl(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{control}")
+        control_api.pid = process.pid
         try:
             yield control_api
         finally:

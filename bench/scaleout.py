@@ -57,6 +57,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import fake_helpdesk  # noqa: E402
+from cpu_meter import CpuMeter  # noqa: E402
 import scaleout_harness as harness  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -158,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             ports = cluster.start(web=args.web, workers=workers, schedulers=args.schedulers)
             _progress(f"web on ports {ports}; {args.workers} workers, {args.schedulers} schedulers")
             sender = harness.Sender(workload, ports, rate=rate, per_port=args.connections)
+            meter = CpuMeter()
+            meter.sessions = {p.pid: n.split("-")[0] for n, p in cluster.processes.items()}
+            if desks.pid is not None:
+                meter.sessions[desks.pid] = "fake desk"
+            meter.start()
             sender.start()
             if args.desk_down:
                 time.sleep(seconds / 3)
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.preload:
                 for i in range(args.workers):
-                    cluster.start_worker(f"worker-{i}")
+                    meter.sessions[cluster.start_worker(f"worker-{i}").pid] = "worker"
                 timings["workers_started"] = time.time()
 
             def alive() -> None:
@@ -185,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress=_progress,
             )
             timings["drained"] = time.time()
+            meter.stop()
+            timings["cpu"] = meter.seconds()
             if not drained:
                 _progress(f"not drained within {args.drain_timeout:g} s")
             load_after = _loadavg()
@@ -257,6 +265,18 @@ def _render(
             f"workers alone (--preload): {workload.deliveries} events and {writebacks} "
             f"write-backs in {drain:.1f} s = {workload.deliveries / drain:.0f} events/s, "
             f"{writebacks / drain:.0f} write-backs/s"
+        )
+    cpu = timings.get("cpu") or {}
+    if cpu:
+        total = sum(cpu.values())
+        lines.append(
+            f"CPU from the first send to the last write-back: {total:.0f} s in all "
+            f"({total / e2e_seconds:.2f} cores busy), "
+            f"{1000 * total / workload.deliveries:.1f} ms per delivery; by part: "
+            + ", ".join(
+                f"{role} {secs:.0f} s ({1000 * secs / workload.deliveries:.2f} ms)"
+                for role, secs in cpu.items()
+            )
         )
     lines += [
         "",

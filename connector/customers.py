@@ -1255,34 +1255,72 @@ def paused_gc() -> Iterator[None]:
 # Loading and matching
 
 
+# The reads below run for every event the worker decides: each statement is built once, with
+# bound parameters, on the tables (Core, no ORM entity), so a call costs SQLAlchemy a cache
+# lookup and the database a round trip.
+_CUSTOMERS = Customer.__table__
+_IDENTITIES = Identity.__table__
+_LICENSES = License.__table__
+_SUBSCRIPTIONS = Subscription.__table__
+
+_CUSTOMER_FACTS = select(
+    _CUSTOMERS.c.email,
+    _CUSTOMERS.c.name,
+    _CUSTOMERS.c.locale,
+    _CUSTOMERS.c.timezone,
+    _CUSTOMERS.c.upgrades_until,
+    _CUSTOMERS.c.upgrades_lifetime,
+).where(_CUSTOMERS.c.id == bindparam("customer_id"))
+_CUSTOMER_LICENSES = (
+    select(
+        _LICENSES.c.ref,
+        _LICENSES.c.product,
+        _LICENSES.c.kind,
+        _LICENSES.c.purchased_on,
+        _LICENSES.c.ended_on,
+    )
+    .where(_LICENSES.c.customer_id == bindparam("customer_id"))
+    .order_by(_LICENSES.c.purchased_on, _LICENSES.c.id)
+)
+_CUSTOMER_SUBSCRIPTIONS = (
+    select(_SUBSCRIPTIONS.c.plan, _SUBSCRIPTIONS.c.starts_on, _SUBSCRIPTIONS.c.ends_on)
+    .where(_SUBSCRIPTIONS.c.customer_id == bindparam("customer_id"))
+    .order_by(_SUBSCRIPTIONS.c.starts_on, _SUBSCRIPTIONS.c.id)
+)
+_BY_IDENTITY = (
+    select(_IDENTITIES.c.customer_id)
+    .join(_CUSTOMERS, _CUSTOMERS.c.id == _IDENTITIES.c.customer_id)
+    .where(
+        _IDENTITIES.c.desk == bindparam("desk"),
+        _IDENTITIES.c.external_id == bindparam("external_id"),
+        _CUSTOMERS.c.erased_at.is_(None),
+    )
+)
+_BY_EMAIL = select(_CUSTOMERS.c.id).where(
+    _CUSTOMERS.c.email == bindparam("email"), _CUSTOMERS.c.erased_at.is_(None)
+)
+
+
+def _core(session: Session) -> Any:
+    """The session's connection, its pending changes flushed first (the reads below bypass
+    the ORM's autoflush)."""
+    session.flush()
+    return session.connection()
+
+
 def load_customer(session: Session, customer_id: int) -> model.Customer:
     """The customer with ``customer_id`` as the rules see it: licenses by purchase date,
     subscriptions by start date.
 
     :raises UnknownCustomerError: no customer has this id.
     """
-    row = session.execute(
-        select(
-            Customer.email,
-            Customer.name,
-            Customer.locale,
-            Customer.timezone,
-            Customer.upgrades_until,
-            Customer.upgrades_lifetime,
-        ).where(Customer.id == customer_id)
-    ).one_or_none()
+    connection = _core(session)
+    key = {"customer_id": customer_id}
+    row = connection.execute(_CUSTOMER_FACTS, key).one_or_none()
     if row is None:
         raise UnknownCustomerError(customer_id)
-    licenses = session.execute(
-        select(License.ref, License.product, License.kind, License.purchased_on, License.ended_on)
-        .where(License.customer_id == customer_id)
-        .order_by(License.purchased_on, License.id)
-    ).all()
-    subscriptions = session.execute(
-        select(Subscription.plan, Subscription.starts_on, Subscription.ends_on)
-        .where(Subscription.customer_id == customer_id)
-        .order_by(Subscription.starts_on, Subscription.id)
-    ).all()
+    licenses = connection.execute(_CUSTOMER_LICENSES, key).all()
+    subscriptions = connection.execute(_CUSTOMER_SUBSCRIPTIONS, key).all()
     return model.Customer(
         id=customer_id,
         email=row.email,
@@ -1304,7 +1342,7 @@ def load_customer(session: Session, customer_id: int) -> model.Customer:
             for s in subscriptions
         ),
         upgrades_until=row.upgrades_until,
-        upgrades_lifetime=row.upgrades_lifetime,
+        upgrades_lifetime=bool(row.upgrades_lifetime),
     )
 
 
@@ -1321,22 +1359,14 @@ def find_customer(
 
     :returns: the customer's id, or ``None`` for an unknown requester.
     """
+    connection = _core(session)
     if desk and external_id is not None and str(external_id).strip():
-        found = session.scalar(
-            select(Identity.customer_id)
-            .join(Customer, Customer.id == Identity.customer_id)
-            .where(
-                Identity.desk == desk,
-                Identity.external_id == str(external_id).strip(),
-                Customer.erased_at.is_(None),
-            )
-        )
+        found = connection.execute(
+            _BY_IDENTITY, {"desk": desk, "external_id": str(external_id).strip()}
+        ).scalar()
         if found is not None:
-            return found
+            return int(found)
     if email and email.strip():
-        return session.scalar(
-            select(Customer.id).where(
-                Customer.email == normalize_email(email), Customer.erased_at.is_(None)
-            )
-        )
+        found = connection.execute(_BY_EMAIL, {"email": normalize_email(email)}).scalar()
+        return None if found is None else int(found)
     return None

@@ -23,9 +23,9 @@ import time
 import weakref
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -128,7 +128,7 @@ def _claimable() -> Any:
         .exists()
     )
     return (
-        select(Event.id, Event.payload, Event.created_at)
+        select(Event.id, Event.payload, Event.created_at, Event.ticket_key)
         .where(Event.status == "pending", ~blocked)
         .order_by(Event.id)
     )
@@ -140,17 +140,18 @@ def process_event(st: ConnectorState, event_id: int) -> Processed:
         row = session.get(Event, event_id)
         if row is None or row.status != "pending":
             return Processed(event_id, "skipped")
-        pending = _Pending(row.id, row.payload, row.created_at)
+        pending = _Pending(row.id, row.payload, row.created_at, row.ticket_key)
     return _process_batch(st, [pending])[0]
 
 
 @dataclass(frozen=True)
 class _Pending:
-    """A pending event as claimed: its id, stored payload and time of receipt."""
+    """A pending event as claimed: its id, stored payload, time of receipt and ticket key."""
 
     id: int
     payload: dict[str, Any]
     received_at: datetime
+    ticket_key: str
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class _Prepared:
     id: int
     event: TicketEvent
     received_at: datetime
+    ticket_key: str
     requester: _Requester | None = None
     tags: tuple[str, ...] | None = None
     error: Exception | None = None  # the desk lookup failed in an unexpected way
@@ -202,13 +204,15 @@ def _prepare(st: ConnectorState, row: _Pending) -> _Prepared:
         except HelpdeskAPIError as err:
             if err.permanent:
                 log.exception("event %s failed", row.id)
-                return _Prepared(row.id, event, row.received_at, error=err)
+                return _Prepared(row.id, event, row.received_at, row.ticket_key, error=err)
             log.warning("event %s waits: the desk did not answer: %s", row.id, err)
-            return _Prepared(row.id, event, row.received_at, error=err, passing=True)
+            return _Prepared(
+                row.id, event, row.received_at, row.ticket_key, error=err, passing=True
+            )
         except Exception as err:  # noqa: BLE001 - recorded on the event, never lost
             log.exception("event %s failed", row.id)
-            return _Prepared(row.id, event, row.received_at, error=err)
-    return _Prepared(row.id, event, row.received_at, requester, tags)
+            return _Prepared(row.id, event, row.received_at, row.ticket_key, error=err)
+    return _Prepared(row.id, event, row.received_at, row.ticket_key, requester, tags)
 
 
 def _note_waits(st: ConnectorState, done: list[Processed]) -> None:
@@ -233,7 +237,7 @@ def _apply_all(st: ConnectorState, session: Session, batch: list[_Prepared]) -> 
             done.append(Processed(item.id, "skipped"))  # another worker has it, or it is done
             continue
         with log_context(ticket=f"{item.event.desk}:{item.event.ticket_id}"):
-            done.append(_apply_one(st, session, item, customers))
+            done.append(_apply_one(st, session, item, customers, locked=mine is not None))
     return done
 
 
@@ -252,7 +256,12 @@ def _lock_batch(session: Session, ids: list[int]) -> set[int] | None:
 
 
 def _apply_one(
-    st: ConnectorState, session: Session, item: _Prepared, customers: dict[int, CustomerFacts]
+    st: ConnectorState,
+    session: Session,
+    item: _Prepared,
+    customers: dict[int, CustomerFacts],
+    *,
+    locked: bool,
 ) -> Processed:
     if item.error is not None and item.passing:
         return _record_wait(session, item.id, item.error)
@@ -261,7 +270,7 @@ def _apply_one(
     assert item.requester is not None
     try:
         with session.begin_nested():
-            return _apply(st, session, item.id, item.requester, item.tags, customers)
+            return _apply(st, session, item, customers, locked=locked)
     except _CustomerBusy:
         return Processed(item.id, "skipped")
     except DBAPIError as err:
@@ -340,62 +349,162 @@ def _read_tags(st: ConnectorState, event: TicketEvent) -> tuple[str, ...] | None
     return st.client(event.desk).get_tags(event.ticket_id)
 
 
-def _lock_event(session: Session, event_id: int) -> Event | None:
-    stmt = select(Event).where(Event.id == event_id, Event.status == "pending")
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return session.execute(stmt).scalar_one_or_none()
+# Statements run for every event, built once with bound parameters on the tables (Core):
+# a call then costs SQLAlchemy a cache lookup instead of building and keying a statement.
+_EVENTS = cast(Table, Event.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
+_QUOTA_USAGE = cast(Table, QuotaUsage.__table__)
+_ALLOWANCES = cast(Table, QuotaAllowance.__table__)
+_CUSTOMERS = cast(Table, Customer.__table__)
+
+_EVENT_PENDING = select(_EVENTS.c.id).where(
+    _EVENTS.c.id == bindparam("event_id"), _EVENTS.c.status == "pending"
+)
+_EVENT_DONE = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("event_id"))
+    .values(
+        status=bindparam("status"),
+        processed_at=bindparam("now"),
+        decision=bindparam("decision"),
+        error=None,
+    )
+)
+_TICKET = select(Ticket).where(
+    Ticket.desk == bindparam("desk"), Ticket.external_id == bindparam("external_id")
+)
+
+
+_QUOTA_USED = (
+    select(func.count())
+    .where(
+        _QUOTA_USAGE.c.customer_id == bindparam("customer_id"),
+        _QUOTA_USAGE.c.period == bindparam("period"),
+        _QUOTA_USAGE.c.kind == QUOTA_KIND,
+        _QUOTA_USAGE.c.ticket_id != bindparam("ticket_id"),
+    )
+    .scalar_subquery()
+)
+_ALLOWANCE = (
+    select(_ALLOWANCES.c.allowance)
+    .where(
+        _ALLOWANCES.c.customer_id == bindparam("customer_id"),
+        _ALLOWANCES.c.period == bindparam("period"),
+        _ALLOWANCES.c.kind == QUOTA_KIND,
+    )
+    .scalar_subquery()
+)
+
+
+def _customer_row(skip_locked: bool) -> Select[Any]:
+    """The customer's balance (their row locked), the quota units other tickets used in the
+    period and the period's allowance: one statement."""
+    stmt = select(
+        _CUSTOMERS.c.balance, _QUOTA_USED.label("used"), _ALLOWANCE.label("allowance")
+    ).where(_CUSTOMERS.c.id == bindparam("customer_id"))
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True, of=_CUSTOMERS)
+    return stmt
+
+
+_CUSTOMER_ROW = {True: _customer_row(True), False: _customer_row(False)}
+_QUOTA = select(_QUOTA_USED.label("used"), _ALLOWANCE.label("allowance"))
+
+
+def quota_of(
+    session: Session, customer_id: int, period: str, *, besides: int | None = None
+) -> tuple[int, int | None]:
+    """The modifications the customer's tickets used in ``period`` (those of ticket id
+    ``besides`` left out) and the period's allowance from the monthly reset, if opened."""
+    params = {"customer_id": customer_id, "period": period, "ticket_id": besides or 0}
+    row = session.connection().execute(_QUOTA, params).one()
+    return int(row.used), row.allowance
+
+
+_RECENT_TICKETS = (
+    select(_TICKETS.c.external_id)
+    .where(
+        _TICKETS.c.customer_id == bindparam("customer_id"),
+        _TICKETS.c.desk == bindparam("desk"),
+        _TICKETS.c.external_id != bindparam("external_id"),
+        _TICKETS.c.created_at >= bindparam("since"),
+        _TICKETS.c.created_at <= bindparam("until"),
+        _TICKETS.c.status.not_in([TicketStatus.SOLVED.value, TicketStatus.CLOSED.value]),
+    )
+    .order_by(_TICKETS.c.created_at, _TICKETS.c.id)
+)
+_COUNTED = select(_QUOTA_USAGE.c.id).where(
+    _QUOTA_USAGE.c.ticket_id == bindparam("ticket_id"), _QUOTA_USAGE.c.kind == QUOTA_KIND
+)
+_UNCOUNT = delete(_QUOTA_USAGE).where(
+    _QUOTA_USAGE.c.ticket_id == bindparam("ticket_id"), _QUOTA_USAGE.c.kind == QUOTA_KIND
+)
+
+
+@dataclass(frozen=True)
+class _CustomerRow:
+    balance: int
+    quota_used: int
+    allowance: int | None
 
 
 def _apply(
     st: ConnectorState,
     session: Session,
-    event_id: int,
-    who: _Requester,
-    tags: tuple[str, ...] | None,
+    item: _Prepared,
     customers: dict[int, CustomerFacts] | None = None,
+    *,
+    locked: bool = False,
 ) -> Processed:
-    row = _lock_event(session, event_id)
-    if row is None:
+    """Decide one event and write what follows from it.
+
+    :param locked: the batch already holds the event's row (:func:`_lock_batch`); else its
+        status is read again here, inside the write transaction.
+    """
+    event_id, who = item.id, item.requester
+    assert who is not None
+    connection = session.connection()
+    if not locked and connection.execute(_EVENT_PENDING, {"event_id": event_id}).first() is None:
         return Processed(event_id, "skipped")  # another worker has it, or it is done
-    event = event_from_json(row.payload)
-    if tags is not None:
-        event = replace(event, tags=tags)
+    event = item.event
+    if item.tags is not None:
+        event = replace(event, tags=item.tags)
     now = st.clock()
     desk = st.settings.desks[event.desk]
     policy = st.settings.policy
     if st.adapter(event.desk).is_own_event(event):
-        row.status, row.processed_at = "ignored", now
+        _finish(session, event_id, "ignored", now, None)
         return Processed(event_id, "ignored")
 
     ticket = session.execute(
-        select(Ticket).where(Ticket.desk == event.desk, Ticket.external_id == event.ticket_id)
+        _TICKET, {"desk": event.desk, "external_id": event.ticket_id}
     ).scalar_one_or_none()
     customer_id = ticket.customer_id if ticket is not None else None
     if ticket is None:
         customer_id = find_customer(
             session, desk=event.desk, external_id=event.requester_id, email=who.email
         )
-    balance = 0
-    if customer_id is not None:
-        balance = _lock_customer(session, customer_id)
+    created_at = ticket.created_at if ticket is not None else event.created_at(now)
+    period = coverage.quota_period(created_at, policy.calendar.zone)
+    counted = ticket is not None and _counted(session, ticket)
+    facts_row = _CustomerRow(0, 0, None)
     customer = None
     if customer_id is not None:
+        facts_row = _lock_customer(session, customer_id, period, ticket)
         cache = customers if customers is not None else {}
         customer = cache.get(customer_id) or load_customer(session, customer_id)
         cache[customer_id] = customer
-    created_at = ticket.created_at if ticket is not None else event.created_at(now)
-    period = coverage.quota_period(created_at, policy.calendar.zone)
+    balance = facts_row.balance
     facts = Facts(
         customer=customer,
         balance=balance,
-        modifications_used=_quota_used(session, customer_id, period, ticket),
-        modifications_allowance=_allowance(session, customer_id, period),
+        modifications_used=facts_row.quota_used,
+        modifications_allowance=facts_row.allowance,
         recent_tickets=_recent_tickets(session, customer_id, event, created_at, policy),
     )
     if event.locale is None and who.locale:
         event = _with_locale(event, who.locale)
-    previous = _state_of(ticket, session)
+    previous = _state_of(ticket, counted)
     decision = decide(event, facts, policy, now, state=previous, observe=desk.observe)
 
     if ticket is None:
@@ -415,16 +524,25 @@ def _apply(
     _record_first_reply(ticket, event, now)
 
     if decision.changed:
-        _store_decision(session, ticket, decision, customer_id, period)
+        _store_decision(session, ticket, decision, customer_id, period, counted)
         if any(m.kind == "approval_request" for m in decision.messages):
             ticket.approval_requested_at, ticket.approval_reminded_at = now, None
         _post_credits(session, ticket, event, decision, customer_id, event_id, now)
         _queue_writebacks(
-            st, session, row, ticket, event, decision, now, state_was_new=previous is None
+            st, session, item, ticket, event, decision, now, state_was_new=previous is None
         )
     summary = _summary(decision, balance)
-    row.status, row.processed_at, row.decision, row.error = "done", now, summary, None
+    _finish(session, event_id, "done", now, summary)
     return Processed(event_id, "done", summary)
+
+
+def _finish(
+    session: Session, event_id: int, status: str, now: datetime, decision: dict[str, Any] | None
+) -> None:
+    """Mark the event ``status`` (done or ignored), with its decision."""
+    session.connection().execute(
+        _EVENT_DONE, {"event_id": event_id, "status": status, "now": now, "decision": decision}
+    )
 
 
 def _post_credits(
@@ -466,46 +584,25 @@ def _post_credits(
     ticket.credits_charged += decision.charge - decision.refund
 
 
-def _lock_customer(session: Session, customer_id: int) -> int:
-    """The customer's balance, their row locked until the batch commits.
+def _lock_customer(
+    session: Session, customer_id: int, period: str, ticket: Ticket | None
+) -> _CustomerRow:
+    """The customer's balance, their row locked until the batch commits, with the quota
+    units their other tickets used in ``period`` and the period's allowance.
 
     On PostgreSQL a row another worker holds is skipped, never waited for (:class:`_CustomerBusy`):
     two batches that lock customers in different orders would otherwise deadlock.
     """
-    stmt = select(Customer.balance).where(Customer.id == customer_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    balance = session.execute(stmt).scalar_one_or_none()
-    if balance is None:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    params = {
+        "customer_id": customer_id,
+        "period": period,
+        "ticket_id": ticket.id if ticket is not None else 0,  # ids start at 1
+    }
+    row = session.connection().execute(_CUSTOMER_ROW[postgres], params).first()
+    if row is None:
         raise _CustomerBusy(customer_id)
-    return int(balance)
-
-
-def _quota_used(
-    session: Session, customer_id: int | None, period: str, ticket: Ticket | None
-) -> int:
-    if customer_id is None:
-        return 0
-    stmt = select(func.count()).where(
-        QuotaUsage.customer_id == customer_id,
-        QuotaUsage.period == period,
-        QuotaUsage.kind == QUOTA_KIND,
-    )
-    if ticket is not None:
-        stmt = stmt.where(QuotaUsage.ticket_id != ticket.id)
-    return int(session.execute(stmt).scalar_one())
-
-
-def _allowance(session: Session, customer_id: int | None, period: str) -> int | None:
-    if customer_id is None:
-        return None
-    return session.execute(
-        select(QuotaAllowance.allowance).where(
-            QuotaAllowance.customer_id == customer_id,
-            QuotaAllowance.period == period,
-            QuotaAllowance.kind == QUOTA_KIND,
-        )
-    ).scalar_one_or_none()
+    return _CustomerRow(int(row.balance), int(row.used), row.allowance)
 
 
 def _recent_tickets(
@@ -515,25 +612,28 @@ def _recent_tickets(
     if customer_id is None:
         return ()
     window = timedelta(minutes=policy.queue_window_minutes)
-    rows = session.scalars(
-        select(Ticket.external_id)
-        .where(
-            Ticket.customer_id == customer_id,
-            Ticket.desk == event.desk,
-            Ticket.external_id != event.ticket_id,
-            Ticket.created_at >= created_at - window,
-            Ticket.created_at <= created_at,
-            Ticket.status.not_in([TicketStatus.SOLVED.value, TicketStatus.CLOSED.value]),
-        )
-        .order_by(Ticket.created_at, Ticket.id)
+    rows = session.connection().execute(
+        _RECENT_TICKETS,
+        {
+            "customer_id": customer_id,
+            "desk": event.desk,
+            "external_id": event.ticket_id,
+            "since": created_at - window,
+            "until": created_at,
+        },
     )
-    return tuple(rows)
+    return tuple(rows.scalars())
 
 
-def _state_of(ticket: Ticket | None, session: Session) -> TicketState | None:
+def _counted(session: Session, ticket: Ticket) -> bool:
+    """Whether the ticket counts against its customer's monthly quota."""
+    found = session.connection().execute(_COUNTED, {"ticket_id": ticket.id}).first()
+    return found is not None
+
+
+def _state_of(ticket: Ticket | None, counted: bool) -> TicketState | None:
     if ticket is None or ticket.plan is None:
         return None
-    counts = session.execute(select(QuotaUsage.id).where(QuotaUsage.ticket_id == ticket.id)).first()
     approval = ticket.approval_state
     return TicketState(
         plan=ticket.plan,
@@ -545,7 +645,7 @@ def _state_of(ticket: Ticket | None, session: Session) -> TicketState | None:
         approval_state=ApprovalState(approval)
         if approval in ApprovalState.__members__.values()
         else ApprovalState.NOT_APPLICABLE,
-        counts_quota=counts is not None,
+        counts_quota=counted,
         approval_amount=ticket.approval_amount,
     )
 
@@ -580,7 +680,12 @@ def _record_first_reply(ticket: Ticket, event: TicketEvent, now: datetime) -> No
 
 
 def _store_decision(
-    session: Session, ticket: Ticket, decision: Decision, customer_id: int | None, period: str
+    session: Session,
+    ticket: Ticket,
+    decision: Decision,
+    customer_id: int | None,
+    period: str,
+    counted: bool,
 ) -> None:
     ticket.plan = decision.plan
     ticket.category = decision.category
@@ -593,22 +698,20 @@ def _store_decision(
     ticket.locale = decision.language
     if customer_id is None:
         return
-    used = session.execute(
-        select(QuotaUsage).where(QuotaUsage.ticket_id == ticket.id, QuotaUsage.kind == QUOTA_KIND)
-    ).scalar_one_or_none()
-    if decision.counts_quota and used is None:
+    if decision.counts_quota and not counted:
         session.add(
             QuotaUsage(customer_id=customer_id, period=period, kind=QUOTA_KIND, ticket_id=ticket.id)
         )
-    elif not decision.counts_quota and used is not None:
+    elif not decision.counts_quota and counted:
         # Re-categorised away from a counted modification: the unit goes back.
-        session.execute(delete(QuotaUsage).where(QuotaUsage.id == used.id))
+        session.flush()
+        session.connection().execute(_UNCOUNT, {"ticket_id": ticket.id})
 
 
 def _queue_writebacks(
     st: ConnectorState,
     session: Session,
-    row: Event,
+    item: _Prepared,
     ticket: Ticket,
     event: TicketEvent,
     decision: Decision,
@@ -650,15 +753,15 @@ def _queue_writebacks(
             ("reply" if message.public else "note", {"body": text, "kind": message.kind})
         )
     for n, (kind, payload) in enumerate(actions):
-        marker = f"{row.id}.{n}"  # event ids are unique, so markers are too
+        marker = f"{item.id}.{n}"  # event ids are unique, so markers are too
         if kind in ("note", "reply"):
             payload = {**payload, "body": f"{payload['body']}\n\n{marker_tag(marker)}"}
         session.add(
             OutboxAction(
                 desk=event.desk,
                 ticket_id=event.ticket_id,
-                ticket_key=row.ticket_key,
-                event_id=row.id,
+                ticket_key=item.ticket_key,
+                event_id=item.id,
                 kind=kind,
                 payload=payload,
                 marker=marker,
@@ -732,4 +835,4 @@ def _skip_locked(session: Session) -> dict[str, bool] | None:
     return {"skip_locked": True} if session.get_bind().dialect.name == "postgresql" else None
 
 
-__all__ = ["Processed", "process_event", "run_once"]
+__all__ = ["QUOTA_KIND", "Processed", "process_event", "quota_of", "run_once"]

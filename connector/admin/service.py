@@ -111,7 +111,7 @@ from connector.models import (
     Ticket,
     TicketStatusHistory,
 )
-from connector.worker import QUOTA_KIND, _allowance, _quota_used
+from connector.worker import QUOTA_KIND, quota_of
 from rules import coverage, credits, detection, entitlements
 from rules.decide import ApprovalState, CategorySource
 from rules.model import Customer as RulesCustomer
@@ -361,7 +361,7 @@ def customer_detail(
     period = coverage.quota_period(now, zone)
     plan = policy.plans[choice.plan]
     limit = plan.monthly_quota.get(QUOTA_KIND)
-    allowance = _allowance(session, customer_id, period)
+    used, allowance = quota_of(session, customer_id, period)
     if limit is not None and allowance is not None:
         limit = allowance
     tickets = list_tickets(session, customer_id=customer_id, per_page=20)
@@ -380,7 +380,7 @@ def customer_detail(
         "quota": {
             "kind": QUOTA_KIND,
             "period": period,
-            "used": _quota_used(session, customer_id, period, None),
+            "used": used,
             "limit": limit,
         },
         "entitlements": [_entitlement_row(e, today) for e in held],
@@ -1456,7 +1456,7 @@ def _coverage_step(
             )
             or 0
         )
-        allowance = _allowance(session, ticket.customer_id, period)
+        allowance = quota_of(session, ticket.customer_id, period)[1]
     cover = coverage.assess(
         ticket.plan,
         ticket.category,
