@@ -257,6 +257,9 @@ def _render(
         f"{lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms (target < {TARGET_P99_MS:.0f}), "
         f"max {lat['max']:.0f} ms; events with write-backs only: p50 {lat_w['p50']:.0f} ms, "
         f"p99 {lat_w['p99']:.0f} ms",
+        "  of which: received -> decided p50 {decided_p50:.0f} ms, p99 {decided_p99:.0f} ms; "
+        "decided -> last write-back acknowledged p50 {written_p50:.0f} ms, p99 "
+        "{written_p99:.0f} ms".format(**f["latency_parts_ms"]),
         f"write-backs by kind {f['writeback_kinds']}; desk calls {f['desk_calls']}",
     ]
     if "workers_started" in timings:

@@ -1147,11 +1147,17 @@ def _latencies(
     ).all()
     all_ms: list[float] = []
     with_writes: list[float] = []
+    decided: list[float] = []  # receipt -> the event decided (its write-backs queued)
+    written: list[float] = []  # the event decided -> its last write-back acknowledged
     firsts: list[datetime] = []
     lasts: list[datetime] = []
     for event_id, received, processed in events:
         firsts.append(received)
+        if processed is not None:
+            decided.append((processed - received).total_seconds() * 1000)
         end = last_sent.get(event_id)
+        if end is not None and processed is not None:
+            written.append((end - processed).total_seconds() * 1000)
         if end is not None:
             with_writes.append((end - received).total_seconds() * 1000)
         else:
@@ -1168,6 +1174,12 @@ def _latencies(
     report.figures["latency_with_writebacks_ms"] = {
         "p50": percentile(list(with_writes), 50),
         "p99": percentile(list(with_writes), 99),
+    }
+    report.figures["latency_parts_ms"] = {
+        "decided_p50": percentile(decided, 50),
+        "decided_p99": percentile(decided, 99),
+        "written_p50": percentile(written, 50),
+        "written_p99": percentile(written, 99),
     }
     if firsts and lasts:
         report.figures["first_received"] = min(firsts).timestamp()

@@ -670,6 +670,54 @@ def test_worker_killed_before_commit_processes_exactly_once(
         assert session.scalar(select(func.count()).select_from(OutboxAction)) == 2
 
 
+@responses.activate
+def test_an_event_that_fails_leaves_the_rest_of_its_batch_decided_once(
+    st: ConnectorState, post: Post, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch is first decided under one savepoint; the failure sends it through the
+    # event-by-event path, and the events decided before the failure are not done twice.
+    for ticket in ("301", "302", "303"):
+        stub_writes(ticket)
+        post(trigger(ticket, "credits@shop.example", requester_id=f"70{ticket}"))
+    real_decide = worker.decide
+
+    def decide(event: Any, *args: Any, **kwargs: Any) -> Any:
+        if event.ticket_id == "302":
+            raise ValueError("a rule that cannot decide this ticket")
+        return real_decide(event, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "decide", decide)
+    results = {r.status for r in worker.run_once(st)}
+    assert results == {"done", "pending"}
+    with st.database.transaction(read_only=True) as session:
+        events = {
+            e.ticket_key: (e.status, e.attempts, e.error) for e in session.scalars(select(Event))
+        }
+        assert events["zendesk:301"][0] == events["zendesk:303"][0] == "done"
+        assert events["zendesk:302"][:2] == ("pending", 1)
+        assert "cannot decide this ticket" in (events["zendesk:302"][2] or "")
+        charges = session.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "charge")
+        )
+        assert charges == 2  # one question each for 301 and 303, once
+        rows = session.execute(select(OutboxAction.ticket_id, OutboxAction.kind)).all()
+        per_ticket = {t: sorted(k for t2, k in rows if t2 == t) for t, _ in rows}
+        assert sorted(per_ticket) == ["301", "303"]
+        assert per_ticket["301"] == per_ticket["303"]  # one decision's write-backs each
+        assert len(per_ticket["301"]) == len(set(per_ticket["301"]))
+    monkeypatch.undo()
+    drain(st)
+    assert balance(st, "credits@shop.example") == 120 - 3 * 5  # a question is 5 credits
+    with st.database.transaction(read_only=True) as session:
+        assert set(session.scalars(select(Event.status))) == {"done"}
+        assert (
+            session.scalar(
+                select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "charge")
+            )
+            == 3
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Approvals through the desk: a reply, an engineer's tag; reminders
 
