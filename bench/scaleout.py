@@ -57,8 +57,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import fake_helpdesk  # noqa: E402
-from cpu_meter import CpuMeter  # noqa: E402
 import scaleout_harness as harness  # noqa: E402
+from cpu_meter import CpuMeter  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET_RATE = 150.0
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             _progress(f"customers imported in {timings['import']:.1f} s: {counts}")
             workers = 0 if args.preload else args.workers
             ports = cluster.start(web=args.web, workers=workers, schedulers=args.schedulers)
+            cluster.wait_ready()
             _progress(f"web on ports {ports}; {args.workers} workers, {args.schedulers} schedulers")
             sender = harness.Sender(workload, ports, rate=rate, per_port=args.connections)
             meter = CpuMeter()

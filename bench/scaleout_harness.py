@@ -65,6 +65,7 @@ from connector.config import default_policy  # noqa: E402
 from connector.db import Database, normalize_url  # noqa: E402
 from connector.models import (  # noqa: E402
     Event,
+    Heartbeat,
     InboundDelivery,
     LedgerEntry,
     OutboxAction,
@@ -495,7 +496,7 @@ class Cluster:
         folder: Path,
         web_threads: int = 8,
         desk_timeout: float = 10.0,
-        max_attempts: int = 8,
+        max_attempts: int = 10,
         worker_idle: float = 0.5,
         outbox: dict[str, Any] | None = None,
     ) -> None:
@@ -601,6 +602,32 @@ class Cluster:
         for i in range(schedulers):
             self.start_scheduler(f"scheduler-{i}")
         return ports
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until every worker and scheduler started has recorded its first heartbeat
+        (it is connected and has run a round), as an operator waits for a green /healthz."""
+        wanted = {
+            (kind, process.pid)
+            for name, process in self.processes.items()
+            for kind in (("worker", "outbox") if name.startswith("worker") else ("scheduler",))
+            if not name.startswith("web")
+        }
+        database = Database.from_url(self.database_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                with database.transaction(read_only=True) as session:
+                    rows = session.execute(select(Heartbeat.kind, Heartbeat.runner)).all()
+                beating = {(kind, int(runner.rpartition(":")[2])) for kind, runner in rows}
+                if wanted <= beating:
+                    return
+                gone = self.exited()
+                if gone or time.monotonic() > deadline:
+                    missing = sorted(wanted - beating)
+                    raise RuntimeError(f"not ready: no heartbeat from {missing}; exited {gone}")
+                time.sleep(0.1)
+        finally:
+            database.dispose()
 
     def kill(self, name: str) -> None:
         """SIGKILL process ``name`` (and its process group) and reap it."""

@@ -117,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 out = io.StringIO()
-                pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(
-                    args.profile
-                )
+                pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.profile)
                 print(out.getvalue())
             harness.drop_database(args.url, args.database)
     return 0

@@ -177,7 +177,7 @@ class DeskSettings:
     api_user_id: str = ""
     fields: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 10.0
-    max_attempts: int = 8
+    max_attempts: int = 10
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -305,7 +305,7 @@ class OutboxSettings:
     """
 
     lease_seconds: float = 300.0
-    retry_base_seconds: float = 2.0
+    retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 600.0
 
 
@@ -836,7 +836,7 @@ class _DeskSchema(_Strict):
     timeout = _Float(
         load_default=10.0, validate=validate.Range(min=0, min_inclusive=False, error="must be > 0")
     )
-    max_attempts = _Int(load_default=8, minimum=1)
+    max_attempts = _Int(load_default=10, minimum=1)
     options = _Table(fields.Raw(), keys=_Str(), load_default=dict)
 
     @pre_load

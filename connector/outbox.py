@@ -9,8 +9,9 @@ Failures: 4xx other than 408/409/429 are permanent (dead-lettered at once); othe
 retried with exponential backoff and "equal" jitter (half the ceiling fixed, half random),
 never sooner than the desk's ``Retry-After``, and dead-lettered after the desk's
 ``max_attempts``, the error kept. The fixed halves bound how soon a row can be dead-lettered:
-with the defaults (2 s, 8 tries) no sooner than 127 s after its first failure, so a desk
-down for a minute loses nothing (full jitter could use up every try within seconds).
+with the defaults (1 s, 10 tries) no sooner than 255 s after its first failure, so a desk
+down for four minutes loses nothing (full jitter could use up every try within seconds),
+while a passing error (one 500, one 429) is tried again within a second.
 Workers claim with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several can run at once.
 """
 
@@ -37,7 +38,7 @@ log = logging.getLogger("care_connector.outbox")
 #: The defaults of ``[outbox]`` (st.settings.outbox): the lease, the first retry's ceiling
 #: in seconds (doubled per attempt) and the longest wait.
 LEASE = timedelta(minutes=5)
-BACKOFF_BASE = 2.0
+BACKOFF_BASE = 1.0
 BACKOFF_CAP = 600.0
 
 

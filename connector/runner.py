@@ -14,6 +14,27 @@ from connector.heartbeats import Heartbeats
 
 log = logging.getLogger("care_connector.runner")
 
+#: After a round that found nothing to do, a loop waits this long, then twice as long after
+#: each further empty round, up to its ``idle_seconds``: work that arrives while the loop is
+#: busy or just idle waits milliseconds, and an idle loop still asks only every
+#: ``idle_seconds``.
+IDLE_FIRST = 0.02
+
+
+class _Idle:
+    """The wait after an empty round: :data:`IDLE_FIRST`, doubling up to ``most``."""
+
+    def __init__(self, most: float) -> None:
+        self.most = most
+        self.next = min(IDLE_FIRST, most)
+
+    def after(self, busy: bool, stop: threading.Event) -> None:
+        if busy:
+            self.next = min(IDLE_FIRST, self.most)
+            return
+        stop.wait(self.next)
+        self.next = min(self.most, self.next * 2)
+
 
 @dataclass
 class Drained:
@@ -49,6 +70,7 @@ def loop(
     Each worker records its heartbeat after a round that did not fail.
     """
     heartbeats = heartbeats or Heartbeats(st)
+    idle = _Idle(idle_seconds)
     while not stop.is_set():
         try:
             processed = worker.run_once(st)
@@ -59,8 +81,7 @@ def loop(
         except Exception:  # noqa: BLE001 - a worker never dies of one bad round
             log.exception("worker round failed")
             busy = False
-        if not busy:
-            stop.wait(idle_seconds)
+        idle.after(busy, stop)
 
 
 def loop_in_threads(
@@ -96,6 +117,7 @@ def _loop_one(
 ) -> None:
     """One worker's rounds (``kind``: ``worker`` or ``outbox``) until ``stop`` is set."""
     run_once = worker.run_once if kind == "worker" else outbox.run_once
+    idle = _Idle(idle_seconds)
     while not stop.is_set():
         try:
             busy = bool(run_once(st))
@@ -103,8 +125,7 @@ def _loop_one(
         except Exception:  # noqa: BLE001 - a worker never dies of one bad round
             log.exception("%s round failed", kind)
             busy = False
-        if not busy:
-            stop.wait(idle_seconds)
+        idle.after(busy, stop)
 
 
 def start_thread(st: ConnectorState) -> tuple[threading.Thread, threading.Event]:

@@ -155,7 +155,12 @@ def _serve_until_signalled() -> threading.Event:
 
 
 @click.command("worker")
-@click.option("--idle", default=0.5, show_default=True, help="Seconds to sleep when idle.")
+@click.option(
+    "--idle",
+    default=0.5,
+    show_default=True,
+    help="Longest wait between rounds when there is nothing to do (seconds).",
+)
 @with_appcontext
 def worker_command(idle: float) -> None:
     """Run the processing worker and the outbox worker (a thread each) until SIGTERM or

@@ -165,7 +165,7 @@ def test_default_desks_one_per_builtin_adapter_without_secrets() -> None:
         assert desk.adapter == key
         assert desk.secrets == ()
         assert desk.mode == "live" and not desk.observe
-        assert (desk.timeout, desk.max_attempts) == (10.0, 8)
+        assert (desk.timeout, desk.max_attempts) == (10.0, 10)
     assert desks["zendesk"].priority == PriorityMap("field", "urgent", "high", "normal")
     assert desks["helpscout"].priority == PriorityMap(
         "tag", "care_priority_highest", "care_priority_high", ""

@@ -49,7 +49,7 @@ def scenario(postgres_server: harness.PrivatePostgres) -> Iterator[Scenario]:
             web: int = 1,
             workers: int = 2,
             desk_timeout: float = 5.0,
-            max_attempts: int = 8,
+            max_attempts: int = 10,
             outbox: dict[str, Any] | None = None,
             faults: dict[str, Any] | None = None,
             seed: int = 7,
