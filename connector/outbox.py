@@ -24,14 +24,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.orm import aliased
 
 from adapters.base import HelpdeskClient
 from adapters.errors import HelpdeskAPIError, HelpdeskTimeoutError
 from connector.extension import ConnectorState
 from connector.logging_setup import log_context
-from connector.models import OutboxAction
+from connector.models import OutboxAction, UTCDateTime
 
 log = logging.getLogger("care_connector.outbox")
 
@@ -107,12 +107,9 @@ class _Outcome:
 PER_TICKET = 8
 
 
-def _claim(st: ConnectorState, limit: int) -> tuple[datetime, list[list[_Claimed]]]:
-    """Claim up to ``limit`` tickets' due actions, in one transaction: per ticket, its first
-    pending action (none earlier is pending or being sent) and the due ones right after it,
-    in order. Rows locked by another worker are skipped (PostgreSQL). Returns the claim's
-    time (the rows' ``claimed_at``) with the queues."""
-    now = st.clock()
+def _claim_statements(postgres: bool) -> tuple[Select[Any], Select[Any]]:
+    """The claim's two reads, built once: the due heads of ticket queues (no earlier row of
+    the ticket pending or being sent), then the pending rows of those tickets after them."""
     earlier = aliased(OutboxAction)
     blocked = (
         select(earlier.id)
@@ -123,38 +120,54 @@ def _claim(st: ConnectorState, limit: int) -> tuple[datetime, list[list[_Claimed
         )
         .exists()
     )
+    heads = (
+        select(OutboxAction)
+        .where(
+            OutboxAction.status == "pending",
+            OutboxAction.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
+            ~blocked,
+        )
+        .order_by(OutboxAction.id)
+        .limit(bindparam("limit"))
+    )
+    rest = (
+        select(OutboxAction)
+        .where(
+            OutboxAction.ticket_key.in_(bindparam("keys", expanding=True)),
+            OutboxAction.status == "pending",
+            OutboxAction.id.not_in(bindparam("heads", expanding=True)),
+        )
+        .order_by(OutboxAction.id)
+    )
+    if postgres:
+        heads = heads.with_for_update(skip_locked=True)
+        rest = rest.with_for_update(skip_locked=True)
+    return heads, rest
+
+
+_CLAIM_STATEMENTS = {True: _claim_statements(True), False: _claim_statements(False)}
+
+
+def _claim(st: ConnectorState, limit: int) -> tuple[datetime, list[list[_Claimed]]]:
+    """Claim up to ``limit`` tickets' due actions, in one transaction: per ticket, its first
+    pending action (none earlier is pending or being sent) and the due ones right after it,
+    in order. Rows locked by another worker are skipped (PostgreSQL). Returns the claim's
+    time (the rows' ``claimed_at``) with the queues."""
+    now = st.clock()
     with st.database.transaction() as session:
         postgres = session.get_bind().dialect.name == "postgresql"
-        heads_stmt = (
-            select(OutboxAction)
-            .where(
-                OutboxAction.status == "pending",
-                OutboxAction.next_attempt_at <= now,
-                ~blocked,
-            )
-            .order_by(OutboxAction.id)
-            .limit(limit)
-        )
-        if postgres:
-            heads_stmt = heads_stmt.with_for_update(skip_locked=True)
-        heads = list(session.scalars(heads_stmt))
+        heads_stmt, rest_stmt = _CLAIM_STATEMENTS[postgres]
+        heads = list(session.scalars(heads_stmt, {"now": now, "limit": limit}))
         if not heads:
             return now, []
         # The rest of each ticket's queue: taken while it is due, up to the first that is not.
-        rest_stmt = (
-            select(OutboxAction)
-            .where(
-                OutboxAction.ticket_key.in_([row.ticket_key for row in heads]),
-                OutboxAction.status == "pending",
-                OutboxAction.id.not_in([row.id for row in heads]),
-            )
-            .order_by(OutboxAction.id)
+        rest = session.scalars(
+            rest_stmt,
+            {"keys": [row.ticket_key for row in heads], "heads": [row.id for row in heads]},
         )
-        if postgres:
-            rest_stmt = rest_stmt.with_for_update(skip_locked=True)
         queues: dict[str, list[OutboxAction]] = {row.ticket_key: [row] for row in heads}
         stopped: set[str] = set()
-        for row in session.scalars(rest_stmt):
+        for row in rest:
             queue = queues[row.ticket_key]
             if row.ticket_key in stopped or row.id < queue[0].id:
                 continue

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, SessionTransaction, aliased
+from sqlalchemy.orm import Session, SessionTransaction
 
 from adapters.base import marker_tag
 from adapters.errors import HelpdeskAPIError
@@ -103,35 +103,43 @@ def run_once(st: ConnectorState, *, limit: int = 100) -> list[Processed]:
     (events waiting for the desk in this process are left out until their wait is over)."""
     now = time.monotonic()
     held = [event_id for event_id, wait in _waits(st).items() if wait.until > now]
-    query = _claimable()
-    if held:
-        # At most 1,000 left out by id (a statement's parameters are bounded); any others
-        # come back into the round early and simply wait again.
-        query = query.where(Event.id.not_in(held[:1000]))
+    # At most 1,000 left out by id (a statement's parameters are bounded); any others come
+    # back into the round early and simply wait again.
+    query = _CLAIM_BESIDES if held else _CLAIM
     with st.database.transaction(read_only=True) as session:
-        rows = [_Pending(*row) for row in session.execute(query.limit(limit))]
+        params = {"limit": limit, "held": held[:1000]}
+        rows = [_Pending(*row) for row in session.connection().execute(query, params)]
     done: list[Processed] = []
     for start in range(0, len(rows), BATCH):
         done += _process_batch(st, rows[start : start + BATCH])
     return done
 
 
-def _claimable() -> Any:
-    earlier = aliased(Event)
+def _claimable(*, besides: bool) -> Select[Any]:
+    """Pending events whose ticket has no earlier pending event, oldest first, up to
+    ``:limit``; with ``besides``, those in ``:held`` left out."""
+    events = cast(Table, Event.__table__)
+    earlier = events.alias("earlier")
     blocked = (
-        select(earlier.id)
+        select(earlier.c.id)
         .where(
-            earlier.ticket_key == Event.ticket_key,
-            earlier.id < Event.id,
-            earlier.status == "pending",
+            earlier.c.ticket_key == events.c.ticket_key,
+            earlier.c.id < events.c.id,
+            earlier.c.status == "pending",
         )
         .exists()
     )
-    return (
-        select(Event.id, Event.payload, Event.created_at, Event.ticket_key)
-        .where(Event.status == "pending", ~blocked)
-        .order_by(Event.id)
+    query = select(events.c.id, events.c.payload, events.c.created_at, events.c.ticket_key).where(
+        events.c.status == "pending", ~blocked
     )
+    if besides:
+        query = query.where(events.c.id.not_in(bindparam("held", expanding=True)))
+    return query.order_by(events.c.id).limit(bindparam("limit"))
+
+
+# Built once: each round runs one of these.
+_CLAIM = _claimable(besides=False)
+_CLAIM_BESIDES = _claimable(besides=True)
 
 
 def process_event(st: ConnectorState, event_id: int) -> Processed:
@@ -294,12 +302,15 @@ def _lock_batch(session: Session, ids: list[int]) -> set[int] | None:
     read the same pending events thus split them at once instead of event by event."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    stmt = (
-        select(Event.id)
-        .where(Event.id.in_(ids), Event.status == "pending")
-        .with_for_update(skip_locked=True)
-    )
-    return set(session.scalars(stmt))
+    return set(session.connection().execute(_LOCK_BATCH, {"ids": ids}).scalars())
+
+
+_LOCK_BATCH = (
+    select(Event.__table__.c.id)
+    .where(Event.__table__.c.id.in_(bindparam("ids", expanding=True)))
+    .where(Event.__table__.c.status == "pending")
+    .with_for_update(skip_locked=True)
+)
 
 
 def _apply_one(
