@@ -35,6 +35,7 @@ from adapters.base import (
     load_json_object,
     load_schema,
     normalize_headers,
+    schema_instance,
 )
 from adapters.errors import (
     AnomalousPayloadError,
@@ -165,7 +166,9 @@ class FreshdeskAdapter(HelpdeskAdapter):
                 adapter=self.key,
                 event_type=kind.strip(),
             )
-        loaded = load_schema(RuleBodySchema(), data, adapter=self.key, what="Freshdesk rule body")
+        loaded = load_schema(
+            schema_instance(RuleBodySchema), data, adapter=self.key, what="Freshdesk rule body"
+        )
         event_name = loaded["event"].strip()
         if event_name not in RULE_EVENTS:  # a non-string "event" read as text
             raise UnsupportedEventError(

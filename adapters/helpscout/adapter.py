@@ -35,6 +35,7 @@ from adapters.base import (
     load_json_object,
     load_schema,
     normalize_headers,
+    schema_instance,
 )
 from adapters.errors import (
     AnomalousPayloadError,
@@ -179,7 +180,9 @@ class HelpScoutAdapter(HelpdeskAdapter):
             )
         data = load_json_object(body, adapter=self.key)
         if code == DELETED_EVENT:
-            found = load_schema(DeletedSchema(), data, adapter=self.key, what=f"{code} event")
+            found = load_schema(
+                schema_instance(DeletedSchema), data, adapter=self.key, what=f"{code} event"
+            )
             return [
                 TicketEvent(
                     desk=self.desk.key,
@@ -191,7 +194,7 @@ class HelpScoutAdapter(HelpdeskAdapter):
             ]
         self._refuse_legacy(data, code)
         conversation = load_schema(
-            ConversationSchema(), data, adapter=self.key, what=f"{code} event"
+            schema_instance(ConversationSchema), data, adapter=self.key, what=f"{code} event"
         )
         return [self._from_conversation(conversation, data, code, event_type, delivery_key)]
 

@@ -32,6 +32,7 @@ from adapters.base import (
     load_json_object,
     load_schema,
     normalize_headers,
+    schema_instance,
 )
 from adapters.errors import (
     AnomalousPayloadError,
@@ -129,7 +130,9 @@ class RTAdapter(HelpdeskAdapter):
                     adapter=self.key,
                     event_type=kind,
                 )
-        loaded = load_schema(BodySchema(), data, adapter=self.key, what="RT scrip payload")
+        loaded = load_schema(
+            schema_instance(BodySchema), data, adapter=self.key, what="RT scrip payload"
+        )
         return [self._event(loaded, delivery_key, raw=data)]
 
     def _event(

@@ -36,6 +36,7 @@ from adapters.base import (
     load_json_object,
     load_schema,
     normalize_headers,
+    schema_instance,
 )
 from adapters.errors import (
     AnomalousPayloadError,
@@ -154,7 +155,7 @@ class ZammadAdapter(HelpdeskAdapter):
 
     def _from_custom(self, data: dict[str, Any], delivery_key: str) -> TicketEvent:
         loaded = load_schema(
-            CustomBodySchema(),
+            schema_instance(CustomBodySchema),
             drop_placeholders(data),
             adapter=self.key,
             what="connector payload",
@@ -185,7 +186,10 @@ class ZammadAdapter(HelpdeskAdapter):
 
     def _from_default(self, data: dict[str, Any], delivery_key: str) -> TicketEvent:
         loaded = load_schema(
-            DefaultBodySchema(), data, adapter=self.key, what="Zammad trigger payload"
+            schema_instance(DefaultBodySchema),
+            data,
+            adapter=self.key,
+            what="Zammad trigger payload",
         )
         ticket: dict[str, Any] = loaded["ticket"]
         customer: dict[str, Any] = ticket["customer"] or {}
