@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -182,12 +183,16 @@ class Ticket(Base):
     """A help-desk ticket as the connector knows it."""
 
     __tablename__ = "tickets"
-    __table_args__ = (UniqueConstraint("desk", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("desk", "external_id"),
+        # A customer's tickets by creation time: the worker's "other recent tickets" query.
+        Index("ix_tickets_customer_id_created_at", "customer_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     desk: Mapped[str]
     external_id: Mapped[str]
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     requester_email: Mapped[str | None]
     subject: Mapped[str] = mapped_column(Text, default="", server_default="")
     locale: Mapped[str | None]
@@ -329,6 +334,22 @@ class OutboxAction(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        # The pending rows in id order, and only those: the claim reads the queue's heads
+        # from it without sorting, however many rows were sent before.
+        Index(
+            "ix_outbox_pending_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # Each ticket's open rows (pending or being sent) in order: its head is the first.
+        Index(
+            "ix_outbox_open_ticket_key_id",
+            "ticket_key",
+            "id",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
         Index("ix_outbox_ticket_key_id", "ticket_key", "id"),
     )
 

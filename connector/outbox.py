@@ -20,15 +20,17 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, select, update
+from sqlalchemy import Select, Table, bindparam, func, select, update
 from sqlalchemy.orm import aliased
 
 from adapters.base import HelpdeskClient
 from adapters.errors import HelpdeskAPIError, HelpdeskTimeoutError
+from connector.db import Database
 from connector.extension import ConnectorState
 from connector.logging_setup import log_context
 from connector.models import OutboxAction, UTCDateTime
@@ -65,6 +67,24 @@ def backoff(
     ceiling: float = min(cap, base * 2 ** max(0, attempts - 1))
     wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
     return max(wait, retry_after or 0.0)
+
+
+#: When each database's stale claims were last looked for by this process (``st.clock``).
+_LOOKED: weakref.WeakKeyDictionary[Database, datetime] = weakref.WeakKeyDictionary()
+
+
+def _recover_due(st: ConnectorState) -> bool:
+    """Whether a quarter of the lease has passed since this process last looked for stale
+    claims (or the clock went back): a claim then waits at most 1.25 leases to be taken back,
+    and a busy worker does not scan the claimed rows every round."""
+    now = st.clock()
+    last = _LOOKED.get(st.database)
+    if last is not None and last <= now < last + timedelta(
+        seconds=st.settings.outbox.lease_seconds / 4
+    ):
+        return False
+    _LOOKED[st.database] = now
+    return True
 
 
 def recover_stale(st: ConnectorState) -> int:
@@ -110,22 +130,25 @@ PER_TICKET = 8
 def _claim_statements(postgres: bool) -> tuple[Select[Any], Select[Any]]:
     """The claim's two reads, built once: the due heads of ticket queues (no earlier row of
     the ticket pending or being sent), then the pending rows of those tickets after them."""
-    earlier = aliased(OutboxAction)
-    blocked = (
-        select(earlier.id)
+    # A ticket's head is its lowest pending or sending row. Asked per candidate row (a
+    # correlated minimum on (ticket_key, id)), candidates read from the partial index of
+    # pending rows in id order: a plain index scan that stops at the limit, where the
+    # equivalent NOT EXISTS was planned as a hash anti-join over bitmap scans, which read
+    # every dead index entry of the busy queue until a vacuum.
+    queue = aliased(OutboxAction)
+    head_of_ticket = (
+        select(func.min(queue.id))
         .where(
-            earlier.ticket_key == OutboxAction.ticket_key,
-            earlier.id < OutboxAction.id,
-            earlier.status.in_(("pending", "sending")),
+            queue.ticket_key == OutboxAction.ticket_key, queue.status.in_(("pending", "sending"))
         )
-        .exists()
+        .scalar_subquery()
     )
     heads = (
         select(OutboxAction)
         .where(
             OutboxAction.status == "pending",
             OutboxAction.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
-            ~blocked,
+            OutboxAction.id == head_of_ticket,
         )
         .order_by(OutboxAction.id)
         .limit(bindparam("limit"))
@@ -255,7 +278,8 @@ def run_once(
     later actions go back to pending untried. A worker killed mid-round leaves its rows
     claimed: after the lease they are unclear, and notes and replies are read back first.
     """
-    recover_stale(st)
+    if _recover_due(st):
+        recover_stale(st)
     rng = rng or random.Random()
     outcomes: list[_Outcome] = []
     claimed_at, queues = _claim(st, limit)
