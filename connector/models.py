@@ -342,7 +342,7 @@ class OutboxAction(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
-        # Each ticket's open rows (pending or being sent) in order: its head is the first.
+        # Each ticket's open rows (pending or being sent) in order: "is there an earlier one".
         Index(
             "ix_outbox_open_ticket_key_id",
             "ticket_key",

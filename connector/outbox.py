@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, select, update
+from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.orm import aliased
 
 from adapters.base import HelpdeskClient
@@ -130,25 +130,22 @@ PER_TICKET = 8
 def _claim_statements(postgres: bool) -> tuple[Select[Any], Select[Any]]:
     """The claim's two reads, built once: the due heads of ticket queues (no earlier row of
     the ticket pending or being sent), then the pending rows of those tickets after them."""
-    # A ticket's head is its lowest pending or sending row. Asked per candidate row (a
-    # correlated minimum on (ticket_key, id)), candidates read from the partial index of
-    # pending rows in id order: a plain index scan that stops at the limit, where the
-    # equivalent NOT EXISTS was planned as a hash anti-join over bitmap scans, which read
-    # every dead index entry of the busy queue until a vacuum.
-    queue = aliased(OutboxAction)
-    head_of_ticket = (
-        select(func.min(queue.id))
+    earlier = aliased(OutboxAction)
+    blocked = (
+        select(earlier.id)
         .where(
-            queue.ticket_key == OutboxAction.ticket_key, queue.status.in_(("pending", "sending"))
+            earlier.ticket_key == OutboxAction.ticket_key,
+            earlier.id < OutboxAction.id,
+            earlier.status.in_(("pending", "sending")),
         )
-        .scalar_subquery()
+        .exists()
     )
     heads = (
         select(OutboxAction)
         .where(
             OutboxAction.status == "pending",
             OutboxAction.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
-            OutboxAction.id == head_of_ticket,
+            ~blocked,
         )
         .order_by(OutboxAction.id)
         .limit(bindparam("limit"))

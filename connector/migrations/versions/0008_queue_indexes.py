@@ -5,9 +5,11 @@ The outbox claim asks for the due pending rows in id order whose ticket has no e
 row. Read through (status, next_attempt_at), every open entry was read, dead ones included
 until a vacuum (about 3,000 index entries per claim in the scale-out run). A partial index of
 the pending rows by id offers them in order, and a partial index of each ticket's open rows
-answers "is this the ticket's first open row" with one probe. "Other recent tickets of the customer" read every
-ticket of the desk through the (desk, external_id) key when the table's statistics were young;
-(customer_id, created_at) answers it exactly and serves lookups by customer as before.
+answers "has this ticket an earlier open row" from the open rows alone.
+
+"Other recent tickets of the customer" read every ticket of the desk through the (desk,
+external_id) key when the table's statistics were young; (customer_id, created_at) answers it
+exactly and serves lookups by customer as before.
 
 Revision ID: 0008
 Revises: 0007
