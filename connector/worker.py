@@ -278,7 +278,9 @@ def _apply_together(
                         done.append(_apply(st, session, item, customers, locked=mine is not None))
                     except _CustomerBusy:
                         done.append(Processed(item.id, "skipped"))  # nothing of it written yet
-        session.flush()
+            # The next event's reads go to the connection, past the ORM: its quota count and
+            # recent tickets must see this one's writes (the session does not autoflush).
+            session.flush()
         savepoint.commit()
     except DBAPIError as err:
         if err.connection_invalidated:
