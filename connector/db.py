@@ -116,6 +116,8 @@ class Database:
         self.auto_upgrade = auto_upgrade
         # The same engine and pool, but SQLite transactions begin DEFERRED (no write lock).
         self._deferred = engine.execution_options(sqlite_begin="DEFERRED")
+        # The same pool, each statement its own transaction (PostgreSQL: no BEGIN, no COMMIT).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Close the pooled connections when this object goes away (an app built for one CLI
         # command, a test's app) instead of leaving them to the driver's garbage collection.
         weakref.finalize(self, engine.dispose)
@@ -181,6 +183,14 @@ class Database:
         """
         self.ensure_schema()
         with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A Core connection whose every statement is a transaction of its own: one round trip
+        for a statement that does all its writes itself (the PostgreSQL intake)."""
+        self.ensure_schema()
+        with self._autocommit.connect() as connection:
             yield connection
 
     def run_in_transaction(self, fn: Callable[[Session], T], *, attempts: int = 5) -> T:

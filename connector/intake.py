@@ -10,6 +10,7 @@ is answered 503 and the desk retries (docs/decisions.md, "One transaction per de
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, LargeBinary, bindparam, select, text
+from sqlalchemy import JSON, Connection, LargeBinary, TextClause, bindparam, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -130,11 +131,14 @@ def receive(
     delivery_row = _delivery_row(raw, 200, "accepted", None, key)
     event_rows = event_params(desk_key, key, events, now)
     try:
-        with st.database.connection() as connection:
-            delivery_id = int(connection.execute(_INSERT_DELIVERY, delivery_row).scalar_one())
-            inserted = _insert_event_rows(connection, event_rows, delivery_id)
-            if not inserted:  # every event was taken before: a retry of the desk
-                connection.execute(_MARK_DUPLICATE, {"id": delivery_id})
+        if st.database.dialect == "postgresql":
+            delivery_id, inserted = _store_in_one_statement(st, delivery_row, event_rows)
+        else:
+            with st.database.connection() as connection:
+                delivery_id = int(connection.execute(_INSERT_DELIVERY, delivery_row).scalar_one())
+                inserted = _insert_event_rows(connection, event_rows, delivery_id)
+                if not inserted:  # every event was taken before: a retry of the desk
+                    connection.execute(_MARK_DUPLICATE, {"id": delivery_id})
     except (OperationalError, DBAPIError) as err:
         return _unavailable(err)
     outcome = "accepted" if inserted else "duplicate"
@@ -168,6 +172,61 @@ _INSERT_DELIVERY = text(
 )
 
 _MARK_DUPLICATE = text("UPDATE inbound_deliveries SET outcome = 'duplicate' WHERE id = :id")
+
+
+@functools.cache
+def _one_statement(events: int) -> TextClause:
+    """PostgreSQL: a delivery and its ``events`` events stored by ONE statement, in one round
+    trip with no BEGIN or COMMIT. The delivery's id is drawn first; the events are inserted
+    unless their key was taken before; the delivery row then records "accepted", or
+    "duplicate" when no event was new (the foreign key is checked at the statement's end)."""
+    rows = ", ".join(
+        f"(CAST(:delivery_key_{i} AS VARCHAR), CAST(:ticket_key_{i} AS VARCHAR),"
+        f" CAST(:type_{i} AS VARCHAR), CAST(:payload_{i} AS JSON))"
+        for i in range(events)
+    )
+    sql = (
+        "WITH n AS (SELECT nextval(pg_get_serial_sequence('inbound_deliveries', 'id')) AS id),"
+        " e AS (INSERT INTO events (desk, delivery_key, delivery_id, ticket_key, type, payload,"
+        " status, attempts, created_at)"
+        " SELECT :desk, v.delivery_key, n.id, v.ticket_key, v.type, v.payload, 'pending', 0,"
+        " :received_at"
+        f" FROM n, (VALUES {rows}) AS v (delivery_key, ticket_key, type, payload)"
+        " ON CONFLICT (desk, delivery_key) DO NOTHING RETURNING id),"
+        " d AS (INSERT INTO inbound_deliveries (id, desk, received_at, remote_ip, content_type,"
+        " headers, body, delivery_key, status_code, outcome, error)"
+        " SELECT n.id, :desk, :received_at, :remote_ip, :content_type, :headers, :body,"
+        " :delivery_key, :status_code,"
+        " CASE WHEN EXISTS (SELECT 1 FROM e) THEN 'accepted' ELSE 'duplicate' END, :error"
+        " FROM n RETURNING id)"
+        " SELECT (SELECT id FROM d) AS delivery_id, ARRAY(SELECT id FROM e ORDER BY id) AS events"
+    )
+    payloads = [bindparam(f"payload_{i}", type_=JSON()) for i in range(events)]
+    return text(sql).bindparams(
+        bindparam("received_at", type_=UTCDateTime()),
+        bindparam("headers", type_=JSON()),
+        bindparam("body", type_=LargeBinary()),
+        *payloads,
+    )
+
+
+def _store_in_one_statement(
+    st: ConnectorState, delivery_row: dict[str, Any], event_rows: list[dict[str, Any]]
+) -> tuple[int, list[int]]:
+    """The delivery and its events, in one statement (PostgreSQL); its id and the new events'."""
+    params = dict(delivery_row)
+    for i, row in enumerate(event_rows):
+        params.update(
+            {
+                f"delivery_key_{i}": row["delivery_key"],
+                f"ticket_key_{i}": row["ticket_key"],
+                f"type_{i}": row["type"],
+                f"payload_{i}": row["payload"],
+            }
+        )
+    with st.database.autocommit() as connection:
+        found = connection.execute(_one_statement(len(event_rows)), params).one()
+    return int(found.delivery_id), [int(i) for i in found.events]
 
 
 def _delivery_row(
