@@ -25,9 +25,18 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from connector import create_app, ledger, outbox, worker
+from connector.customers import find_customer
 from connector.db import Database
 from connector.extension import ConnectorState
-from connector.models import Event, InboundDelivery, LedgerEntry, OutboxAction, Ticket
+from connector.models import (
+    Event,
+    InboundDelivery,
+    LedgerEntry,
+    OutboxAction,
+    QuotaAllowance,
+    QuotaUsage,
+    Ticket,
+)
 from connector.runner import drain
 from tests.adapters.openapi import assert_zendesk_calls
 from tests.connector.conftest import seed_customers
@@ -716,6 +725,44 @@ def test_an_event_that_fails_leaves_the_rest_of_its_batch_decided_once(
             )
             == 3
         )
+
+
+@responses.activate
+def test_events_decided_in_one_batch_see_each_others_quota_units(
+    st: ConnectorState, post: Post
+) -> None:
+    # Two of a customer's tickets re-categorised as modifications in one batch, with one unit
+    # left this month: the first takes it, the second must see it taken.
+    for ticket in ("401", "402"):
+        stub_writes(ticket)
+        post(trigger(ticket, "std@shop.example", requester_id="7401"))
+    drain(st)
+    with st.database.transaction() as session:
+        customer_id = find_customer(session, email="std@shop.example")
+        session.add(
+            QuotaAllowance(
+                customer_id=customer_id,
+                period="2026-03",
+                kind=worker.QUOTA_KIND,
+                allowance=1,
+                opened_at=NOW,
+            )
+        )
+    for ticket in ("401", "402"):
+        later = trigger(
+            ticket,
+            "std@shop.example",
+            event="updated",
+            tags="care_category_modification",
+            actor="42",
+            requester_id="7401",
+        )
+        post(later)
+    assert {r.status for r in worker.run_once(st)} == {"done"}
+    with st.database.transaction(read_only=True) as session:
+        assert session.scalar(select(func.count()).select_from(QuotaUsage)) == 1
+        counted = session.scalars(select(Ticket.external_id).join(QuotaUsage)).all()
+        assert counted == ["401"]
 
 
 # --------------------------------------------------------------------------------------------
