@@ -248,11 +248,8 @@ def _apply_all(st: ConnectorState, session: Session, batch: list[_Prepared]) -> 
     customers: dict[int, CustomerFacts] = {}  # loaded once per batch: a customer's tickets share it
     done: list[Processed] = []
     for item in batch:
-        if mine is not None and item.id not in mine:
-            done.append(Processed(item.id, "skipped"))  # another worker has it, or it is done
-            continue
         with log_context(ticket=f"{item.event.desk}:{item.event.ticket_id}"):
-            done.append(_apply_one(st, session, item, customers, locked=mine is not None))
+            done.append(_apply_one(st, session, item, customers, mine))
     return done
 
 
@@ -266,18 +263,8 @@ def _apply_together(
     savepoint = session.begin_nested()
     try:
         for item in batch:
-            if mine is not None and item.id not in mine:
-                done.append(Processed(item.id, "skipped"))  # another worker has it, or it is done
-            elif item.error is not None and item.passing:
-                done.append(_record_wait(session, item.id, item.error))
-            elif item.error is not None:
-                done.append(_record_failure(session, item.id, item.error))
-            else:
-                with log_context(ticket=f"{item.event.desk}:{item.event.ticket_id}"):
-                    try:
-                        done.append(_apply(st, session, item, customers, locked=mine is not None))
-                    except _CustomerBusy:
-                        done.append(Processed(item.id, "skipped"))  # nothing of it written yet
+            with log_context(ticket=f"{item.event.desk}:{item.event.ticket_id}"):
+                done.append(_decide(st, session, item, customers, mine))
             # The next event's reads go to the connection, past the ORM: its quota count and
             # recent tickets must see this one's writes (the session does not autoflush).
             session.flush()
@@ -296,6 +283,27 @@ def _apply_together(
 def _abandon(savepoint: SessionTransaction) -> None:
     if savepoint.is_active:
         savepoint.rollback()
+
+
+def _decide(
+    st: ConnectorState,
+    session: Session,
+    item: _Prepared,
+    customers: dict[int, CustomerFacts],
+    mine: set[int] | None,
+) -> Processed:
+    """One event of a batch: skipped when another worker holds it (or its customer), its desk
+    failure recorded when the lookups before the transaction failed, else decided."""
+    if mine is not None and item.id not in mine:
+        return Processed(item.id, "skipped")  # another worker has it, or it is done
+    if item.error is not None and item.passing:
+        return _record_wait(session, item.id, item.error)
+    if item.error is not None:
+        return _record_failure(session, item.id, item.error)
+    try:
+        return _apply(st, session, item, customers, locked=mine is not None)
+    except _CustomerBusy:
+        return Processed(item.id, "skipped")  # nothing of it written yet
 
 
 def _lock_batch(session: Session, ids: list[int]) -> set[int] | None:
@@ -320,19 +328,13 @@ def _apply_one(
     session: Session,
     item: _Prepared,
     customers: dict[int, CustomerFacts],
-    *,
-    locked: bool,
+    mine: set[int] | None,
 ) -> Processed:
-    if item.error is not None and item.passing:
-        return _record_wait(session, item.id, item.error)
-    if item.error is not None:
-        return _record_failure(session, item.id, item.error)
-    assert item.requester is not None
+    """:func:`_decide` in a savepoint of its own: a failure rolls back this event only and is
+    counted on it."""
     try:
         with session.begin_nested():
-            return _apply(st, session, item, customers, locked=locked)
-    except _CustomerBusy:
-        return Processed(item.id, "skipped")
+            return _decide(st, session, item, customers, mine)
     except DBAPIError as err:
         if err.connection_invalidated:
             raise  # the database went away: the whole batch is retried or left pending
