@@ -21,6 +21,7 @@ import cProfile
 import io
 import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -36,8 +37,11 @@ from sqlalchemy import event as sa_event  # noqa: E402
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-def _received(args: argparse.Namespace, workload: harness.Workload, desks: object) -> str:
-    """A fresh database holding the workload's deliveries as pending events; its URL."""
+def _received(
+    args: argparse.Namespace, workload: harness.Workload, desks: object
+) -> harness.Cluster:
+    """A fresh database holding the workload's deliveries as pending events; the (stopped)
+    cluster that received them, whose configuration and environment the worker then uses."""
     url = harness.recreate_database(args.url, args.database)
     folder = Path(tempfile.mkdtemp(prefix="care-worker-cost-"))
     cluster = harness.Cluster(url, desks, workload.secrets, folder=folder)  # type: ignore[arg-type]
@@ -49,7 +53,7 @@ def _received(args: argparse.Namespace, workload: harness.Workload, desks: objec
         sender.join()
     finally:
         cluster.stop_all()
-    return url
+    return cluster
 
 
 def _decide_all(config: Path, profile: cProfile.Profile | None) -> dict[str, float]:
@@ -101,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     passes = [False, True] if args.profile else [False]
     with fake_helpdesk.running_desks() as desks:
         for profiled in passes:
-            url = _received(args, workload, desks)
-            folder = Path(tempfile.mkdtemp(prefix="care-worker-cost-"))
-            cluster = harness.Cluster(url, desks, workload.secrets, folder=folder)
+            cluster = _received(args, workload, desks)
             os.environ.update(cluster.env)  # the desks' secrets, as the worker has them
             profile = cProfile.Profile() if profiled else None
             figures = _decide_all(cluster.config_path, profile)
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.profile)
                 print(out.getvalue())
             harness.drop_database(args.url, args.database)
+            shutil.rmtree(cluster.folder, ignore_errors=True)
     return 0
 
 
