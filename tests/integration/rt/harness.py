@@ -81,6 +81,32 @@ def wait_for(
         time.sleep(every)
 
 
+def _run(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float,
+    what: str,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` to its end, no input, output captured; with ``check``, an exit other than 0
+    fails the test with ``what`` and the output."""
+    done = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{what}: {done.stdout}{done.stderr}")
+    return done
+
+
 def _stop(process: subprocess.Popen[bytes] | None, *, timeout: float = 15.0) -> None:
     """Stop a process this module started (its whole session), by its id."""
     if process is None or process.poll() is not None:
@@ -215,19 +241,9 @@ class RTServer:
         }
 
     def _setup(self, *args: str) -> str:
-        done = subprocess.run(
-            [RT_SETUP, *args, "--skip-create"],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"{RT_SETUP} {' '.join(args)} failed: {done.stdout}{done.stderr}")
-        return done.stdout
+        what = f"{RT_SETUP} {' '.join(args)} failed"
+        argv = [RT_SETUP, *args, "--skip-create"]
+        return _run(argv, env=self.env, cwd=self.root, timeout=180, what=what).stdout
 
     def init_database(self) -> None:
         """``rt-setup-database-5 --action init``: schema, core objects, initial data."""
@@ -289,18 +305,13 @@ class RTServer:
         """Open a ticket with RT's web server stopped (see :data:`OFFLINE_TICKET`)."""
         script = self.root / "offline_ticket.pl"
         script.write_text(OFFLINE_TICKET.format(lib=RT_LIB), encoding="utf-8")
-        done = subprocess.run(
+        done = _run(
             ["perl", str(script), requestor, subject, content],
             env=self.env,
             cwd=self.root,
-            capture_output=True,
-            text=True,
             timeout=120,
-            stdin=subprocess.DEVNULL,
-            check=False,
+            what="offline ticket failed",
         )
-        if done.returncode != 0:
-            raise AssertionError(f"offline ticket failed: {done.stdout}{done.stderr}")
         return done.stdout.strip().splitlines()[-1]
 
     def log_tail(self) -> str:
@@ -460,19 +471,14 @@ max_attempts = 20
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``care-connector ARGS`` with this config."""
-        done = subprocess.run(
+        return _run(
             [sys.executable, "-m", "connector.cli", *args],
             env=self.env,
             cwd=self.root,
-            capture_output=True,
-            text=True,
             timeout=240,
-            stdin=subprocess.DEVNULL,
-            check=False,
+            what=f"care-connector {' '.join(args)}",
+            check=check,
         )
-        if check and done.returncode != 0:
-            raise AssertionError(f"care-connector {' '.join(args)}: {done.stdout}{done.stderr}")
-        return done
 
     def import_customers(self, entries: list[Mapping[str, Any]]) -> None:
         path = self.root / "customers.json"
