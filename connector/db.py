@@ -38,6 +38,12 @@ DEFAULT_SQLITE_FILE = "care-connector.sqlite3"
 #: How long a SQLite connection waits for the write lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+#: PostgreSQL connections each process keeps open between uses: at least a web process's
+#: threads (gunicorn ``--threads``), or every request past the pool opens a connection and
+#: closes it again (a new server process each time). POOL_OVERFLOW more are opened when busier.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
+
 # SQLSTATEs worth retrying on PostgreSQL: serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 
@@ -151,7 +157,7 @@ class Database:
             # No pool_pre_ping: a ping is a round trip on every checkout (a fifth of the ledger's
             # throughput). A connection lost to a restart is invalidated on first use instead,
             # and run_in_transaction retries on it.
-            engine = create_engine(full, echo=echo)
+            engine = create_engine(full, echo=echo, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
         return cls(engine, auto_upgrade=auto_upgrade)
 
     @property
