@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,8 +122,6 @@ class Database:
         self.auto_upgrade = auto_upgrade
         # The same engine and pool, but SQLite transactions begin DEFERRED (no write lock).
         self._deferred = engine.execution_options(sqlite_begin="DEFERRED")
-        # The same pool, each statement its own transaction (PostgreSQL: no BEGIN, no COMMIT).
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Close the pooled connections when this object goes away (an app built for one CLI
         # command, a test's app) instead of leaving them to the driver's garbage collection.
         weakref.finalize(self, engine.dispose)
@@ -191,13 +189,46 @@ class Database:
         with self.engine.begin() as connection:
             yield connection
 
-    @contextmanager
-    def autocommit(self) -> Iterator[Connection]:
-        """A Core connection whose every statement is a transaction of its own: one round trip
-        for a statement that does all its writes itself (the PostgreSQL intake)."""
+    def fetch_first_autocommit(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run ONE statement as a transaction of its own straight on a pooled driver
+        connection (psycopg: ``%(name)s`` placeholders, values already in the driver's types);
+        its first row. PostgreSQL only.
+
+        The intake's hot path (docs/decisions.md, "The PostgreSQL intake talks to the
+        driver"): no BEGIN or COMMIT round trip, and none of SQLAlchemy's per-statement work
+        (compiled-cache lookup, bind processors, result wrapping), which cost more CPU than
+        the rest of a delivery together. Errors come out as SQLAlchemy's :class:`DBAPIError`
+        like everywhere else, and a lost connection invalidates the pool the way SQLAlchemy's
+        own ``Connection`` does, so the next statement reconnects.
+        """
         self.ensure_schema()
-        with self._autocommit.connect() as connection:
-            yield connection
+        dialect = self.engine.dialect
+        driver_error = dialect.loaded_dbapi.Error
+        try:
+            pooled = self.engine.raw_connection()
+        except driver_error as err:  # the server is unreachable: no connection to invalidate
+            raise DBAPIError.instance(sql, params, err, driver_error, dialect=dialect) from err
+        try:
+            driver = pooled.driver_connection
+            assert driver is not None  # a checked-out connection has one
+            driver.autocommit = True
+            try:
+                row: tuple[Any, ...] | None = driver.execute(sql, params).fetchone()
+            finally:
+                if not driver.closed:
+                    driver.autocommit = False
+            return row
+        except driver_error as err:
+            lost = dialect.is_disconnect(err, pooled.dbapi_connection, None)
+            if lost:
+                # As Connection._handle_dbapi_exception: every connection pooled before now
+                # is replaced at its next checkout, this one at once.
+                self.engine.pool._invalidate(pooled, err)
+            raise DBAPIError.instance(
+                sql, params, err, driver_error, connection_invalidated=lost, dialect=dialect
+            ) from err
+        finally:
+            pooled.close()
 
     def run_in_transaction(self, fn: Callable[[Session], T], *, attempts: int = 5) -> T:
         """Run ``fn(session)`` in a transaction, retried on serialization failures.

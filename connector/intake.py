@@ -11,6 +11,7 @@ is answered 503 and the desk retries (docs/decisions.md, "One transaction per de
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, LargeBinary, TextClause, bindparam, select, text
+from sqlalchemy import JSON, Connection, LargeBinary, bindparam, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -175,58 +176,60 @@ _MARK_DUPLICATE = text("UPDATE inbound_deliveries SET outcome = 'duplicate' WHER
 
 
 @functools.cache
-def _one_statement(events: int) -> TextClause:
+def _one_statement(events: int) -> str:
     """PostgreSQL: a delivery and its ``events`` events stored by ONE statement, in one round
-    trip with no BEGIN or COMMIT. The delivery's id is drawn first; the events are inserted
-    unless their key was taken before; the delivery row then records "accepted", or
-    "duplicate" when no event was new (the foreign key is checked at the statement's end)."""
+    trip with no BEGIN or COMMIT, run on the driver (psycopg placeholders). The delivery's
+    id is drawn first; the events are inserted unless their key was taken before; the
+    delivery row then records "accepted", or "duplicate" when no event was new (the foreign
+    key is checked at the statement's end)."""
     rows = ", ".join(
-        f"(CAST(:delivery_key_{i} AS VARCHAR), CAST(:ticket_key_{i} AS VARCHAR),"
-        f" CAST(:type_{i} AS VARCHAR), CAST(:payload_{i} AS JSON))"
+        f"(CAST(%(delivery_key_{i})s AS VARCHAR), CAST(%(ticket_key_{i})s AS VARCHAR),"
+        f" CAST(%(type_{i})s AS VARCHAR), CAST(%(payload_{i})s AS JSON))"
         for i in range(events)
     )
-    sql = (
+    return (
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('inbound_deliveries', 'id')) AS id),"
         " e AS (INSERT INTO events (desk, delivery_key, delivery_id, ticket_key, type, payload,"
         " status, attempts, created_at)"
-        " SELECT :desk, v.delivery_key, n.id, v.ticket_key, v.type, v.payload, 'pending', 0,"
-        " :received_at"
+        " SELECT %(desk)s, v.delivery_key, n.id, v.ticket_key, v.type, v.payload, 'pending', 0,"
+        " %(received_at)s"
         f" FROM n, (VALUES {rows}) AS v (delivery_key, ticket_key, type, payload)"
         " ON CONFLICT (desk, delivery_key) DO NOTHING RETURNING id),"
         " d AS (INSERT INTO inbound_deliveries (id, desk, received_at, remote_ip, content_type,"
         " headers, body, delivery_key, status_code, outcome, error)"
-        " SELECT n.id, :desk, :received_at, :remote_ip, :content_type, :headers, :body,"
-        " :delivery_key, :status_code,"
-        " CASE WHEN EXISTS (SELECT 1 FROM e) THEN 'accepted' ELSE 'duplicate' END, :error"
+        " SELECT n.id, %(desk)s, %(received_at)s, %(remote_ip)s, %(content_type)s,"
+        " CAST(%(headers)s AS JSON), %(body)s, %(delivery_key)s, %(status_code)s,"
+        " CASE WHEN EXISTS (SELECT 1 FROM e) THEN 'accepted' ELSE 'duplicate' END, %(error)s"
         " FROM n RETURNING id)"
         " SELECT (SELECT id FROM d) AS delivery_id, ARRAY(SELECT id FROM e ORDER BY id) AS events"
-    )
-    payloads = [bindparam(f"payload_{i}", type_=JSON()) for i in range(events)]
-    return text(sql).bindparams(
-        bindparam("received_at", type_=UTCDateTime()),
-        bindparam("headers", type_=JSON()),
-        bindparam("body", type_=LargeBinary()),
-        *payloads,
     )
 
 
 def _store_in_one_statement(
     st: ConnectorState, delivery_row: dict[str, Any], event_rows: list[dict[str, Any]]
 ) -> tuple[int, list[int]]:
-    """The delivery and its events, in one statement (PostgreSQL); its id and the new events'."""
+    """The delivery and its events, in one statement (PostgreSQL); its id and the new events'.
+
+    The values go to the driver as they are, but for what SQLAlchemy's column types would
+    have done: JSON encoded, the time checked aware and put in UTC."""
     params = dict(delivery_row)
+    params["received_at"] = _UTC.process_bind_param(
+        delivery_row["received_at"], st.database.engine.dialect
+    )
+    params["headers"] = json.dumps(delivery_row["headers"])
     for i, row in enumerate(event_rows):
-        params.update(
-            {
-                f"delivery_key_{i}": row["delivery_key"],
-                f"ticket_key_{i}": row["ticket_key"],
-                f"type_{i}": row["type"],
-                f"payload_{i}": row["payload"],
-            }
-        )
-    with st.database.autocommit() as connection:
-        found = connection.execute(_one_statement(len(event_rows)), params).one()
-    return int(found.delivery_id), [int(i) for i in found.events]
+        params[f"delivery_key_{i}"] = row["delivery_key"]
+        params[f"ticket_key_{i}"] = row["ticket_key"]
+        params[f"type_{i}"] = row["type"]
+        params[f"payload_{i}"] = json.dumps(row["payload"])
+    found = st.database.fetch_first_autocommit(_one_statement(len(event_rows)), params)
+    if found is None:  # the statement always returns its one row
+        raise RuntimeError("the intake statement returned no row")
+    delivery_id, events = found
+    return int(delivery_id), [int(i) for i in events]
+
+
+_UTC = UTCDateTime()
 
 
 def _delivery_row(

@@ -11,8 +11,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from connector.app import create_app
@@ -256,6 +256,85 @@ def test_run_in_transaction_does_not_retry_other_errors(database: Database) -> N
     with pytest.raises(IntegrityError):
         database.run_in_transaction(work)
     assert attempts == [1]
+
+
+# --------------------------------------------------------------------------------------------
+# One statement on the driver (the PostgreSQL intake)
+
+_INSERT_CUSTOMER = (
+    "INSERT INTO customers (email, balance, created_at, updated_at)"
+    " VALUES (%(email)s, %(balance)s, now(), now())"
+    " RETURNING id, email"
+)
+
+
+@pytest.mark.postgres
+def test_a_driver_statement_commits_alone_and_gives_its_first_row(
+    postgresql_database: Database,
+) -> None:
+    row = postgresql_database.fetch_first_autocommit(
+        _INSERT_CUSTOMER, {"email": "raw@shop.example", "balance": 3}
+    )
+    assert row is not None and row[1] == "raw@shop.example"
+    # Committed: another connection sees it at once.
+    with postgresql_database.transaction(read_only=True) as session:
+        assert session.scalars(select(Customer.email)).all() == ["raw@shop.example"]
+    empty = "SELECT id FROM customers WHERE email = %(email)s"
+    assert postgresql_database.fetch_first_autocommit(empty, {"email": "none@x"}) is None
+
+
+@pytest.mark.postgres
+def test_a_driver_statement_fails_as_sqlalchemy_would_and_keeps_the_pool_usable(
+    postgresql_database: Database,
+) -> None:
+    with pytest.raises(IntegrityError):  # the balance check, as a SQLAlchemy error
+        postgresql_database.fetch_first_autocommit(
+            _INSERT_CUSTOMER, {"email": "neg@shop.example", "balance": -1}
+        )
+    for n in range(3):  # the connection went back to the pool in working order
+        postgresql_database.fetch_first_autocommit(
+            _INSERT_CUSTOMER, {"email": f"ok{n}@shop.example", "balance": 0}
+        )
+    # A plain transaction on the same pool is not left in autocommit: it still rolls back.
+    with pytest.raises(RuntimeError), postgresql_database.transaction() as session:
+        session.add(Customer(email="rolled@shop.example"))
+        session.flush()
+        raise RuntimeError("roll back")
+    with postgresql_database.transaction(read_only=True) as session:
+        assert len(session.scalars(select(Customer.id)).all()) == 3
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_invalidates_the_pool_and_the_next_statement_reconnects(
+    postgresql_database: Database,
+) -> None:
+    engine = postgresql_database.engine
+    held = [engine.raw_connection() for _ in range(3)]  # three pooled connections
+    pids = [c.driver_connection.info.backend_pid for c in held]  # type: ignore[union-attr]
+    for connection in held:
+        connection.close()
+    killer = create_engine(engine.url)  # as if the server had restarted
+    with killer.begin() as connection:
+        for pid in pids:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    killer.dispose()
+    with pytest.raises(DBAPIError) as failed:
+        postgresql_database.fetch_first_autocommit(
+            _INSERT_CUSTOMER, {"email": "lost@shop.example", "balance": 0}
+        )
+    assert failed.value.connection_invalidated
+    # The other two stale connections are replaced too: the next statements succeed.
+    for n in range(3):
+        postgresql_database.fetch_first_autocommit(
+            _INSERT_CUSTOMER, {"email": f"back{n}@shop.example", "balance": 0}
+        )
+
+
+def test_a_driver_statement_to_an_unreachable_server_is_a_sqlalchemy_error() -> None:
+    unreachable = Database.from_url("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(OperationalError):
+        unreachable.fetch_first_autocommit("SELECT 1", {})
+    unreachable.dispose()
 
 
 def test_run_in_transaction_returns_the_result(database: Database) -> None:

@@ -437,6 +437,36 @@ def test_duplicate_delivery_is_processed_once(st: ConnectorState, post: Post) ->
         assert session.scalar(select(func.count()).select_from(Event)) == 1
 
 
+def test_an_accepted_delivery_is_stored_whole_with_its_event(
+    st: ConnectorState, post: Post
+) -> None:
+    # PostgreSQL stores it with one statement on the driver, SQLite through SQLAlchemy: the
+    # rows read back the same on both.
+    body = trigger("107", "vip@shop.example")
+    answer = post(body, headers={"X-Zendesk-Webhook-Invocation-Id": "inv-whole"})
+    assert answer.get_json() == {"status": "accepted"}
+    with st.database.transaction(read_only=True) as session:
+        delivery = session.scalars(select(InboundDelivery)).one()
+        event = session.scalars(select(Event)).one()
+    assert delivery.desk == "zendesk" and delivery.received_at == NOW
+    assert delivery.received_at.tzinfo is not None
+    assert delivery.body == json.dumps(body).encode()
+    assert delivery.headers["X-Zendesk-Webhook-Invocation-Id"] == "inv-whole"
+    assert delivery.content_type == "application/json" and delivery.remote_ip == "127.0.0.1"
+    assert (delivery.status_code, delivery.outcome, delivery.error) == (200, "accepted", None)
+    assert delivery.delivery_key == event.delivery_key
+    assert (event.desk, event.delivery_id, event.ticket_key) == (
+        "zendesk",
+        delivery.id,
+        "zendesk:107",
+    )
+    assert (event.type, event.status, event.attempts) == ("ticket.created", "pending", 0)
+    assert event.created_at == NOW
+    assert event.payload["ticket_id"] == "107"
+    assert event.payload["requester_email"] == "vip@shop.example"
+    assert event.payload["delivery_key"] == event.delivery_key
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status", "fragment"),
     [
