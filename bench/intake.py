@@ -18,10 +18,12 @@ threads, keep-alive, loopback) serves in turn:
 * **bare**: a Flask endpoint that reads the body and answers 200.
 
 Each is loaded for ``--seconds`` (after ``--warmup``) by bench/intake_load.py in a separate
-process over ``--connections`` keep-alive connections (closed loop), in the order bare,
-insert, connector, connector, insert, bare so that a drift in the machine's load weighs on
-both sides of each ratio alike; each figure is the mean of its two runs. Then the connector
-is loaded open-loop at half its measured peak for the latency percentiles (measured from
+process over ``--connections`` keep-alive connections (closed loop): bare, then ``--rounds``
+rounds of insert, connector, connector, insert, then bare again, so that a drift in the
+machine's load weighs on both sides of each ratio alike. Each figure is the mean of its runs;
+each round gives a ratio of its own, and the report shows them with their median (a 2-core
+virtual machine's commit rate can change by half between two runs a minute apart). Then the
+connector is loaded open-loop at half its measured peak for the latency percentiles (measured from
 when each request was due). Every delivery is distinct and checked: the connector must
 answer ``accepted`` to all, and the database must hold exactly the events answered.
 
@@ -50,6 +52,7 @@ import re
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,8 +86,15 @@ from connector.runner import drain  # noqa: E402
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 RATIO_TARGET = 0.6
 P99_TARGET_MS = 50.0
-#: The run order: each pair of runs is symmetric about the middle (drift cancels).
-ORDER = ("bare", "insert", "connector", "connector", "insert", "bare")
+#: One round of runs, symmetric about its middle (a linear drift cancels in its ratio).
+ROUND = ("insert", "connector", "connector", "insert")
+
+
+def run_order(rounds: int) -> list[str]:
+    """bare, ``rounds`` times :data:`ROUND`, bare."""
+    return ["bare", *ROUND * rounds, "bare"]
+
+
 FACTORIES = {"connector": "connector_app", "insert": "insert_app", "bare": "bare_app"}
 _MARKER = re.compile(r"\[care:([^\]]+)\]")
 
@@ -289,15 +299,25 @@ class IntakeFigures:
         values = self.runs.get(app, [])
         return sum(values) / len(values) if values else float("nan")
 
+    def round_ratios(self) -> list[float]:
+        """connector / insert+commit of each round (the runs taken in :data:`ROUND` order)."""
+        ours, insert = self.runs.get("connector", []), self.runs.get("insert", [])
+        return [
+            (ours[i] + ours[i + 1]) / (insert[i] + insert[i + 1])
+            for i in range(0, min(len(ours), len(insert)) - 1, 2)
+        ]
+
 
 def measure_intake(
     kind: str, url: str, desk_url: str, settings: ServerSettings, args: argparse.Namespace
 ) -> IntakeFigures:
-    """The three apps' peak rates (ORDER), then the connector's latency at half its peak."""
+    """The three apps' peak rates (:func:`run_order`), then the connector's latency at half
+    its peak."""
     figures = IntakeFigures()
     accepted = Counter[str]()
     sent = Counter[str]()
-    for index, app in enumerate(ORDER):
+    order = run_order(args.rounds)
+    for index, app in enumerate(order):
         with serving(app, settings, url, desk_url) as port:
             result = load(
                 port,
@@ -326,7 +346,7 @@ def measure_intake(
             seconds=args.seconds,
             warmup=args.warmup,
             tag=f"{kind}-latency-{secrets.token_hex(3)}",
-            first_ticket=90_000_000,
+            first_ticket=(len(order) + 1) * 10_000_000,
             rate=rate,
         )
     _check_answers("connector", result)
@@ -732,11 +752,11 @@ def profile_intake(url: str, desk_url: str, count: int) -> str:
     spent: dict[str, float] = defaultdict(float)
     steps = [
         (hooks_module, ("receive",), "receive (the whole intake)"),
-        (intake_module, ("_store_delivery", "store_delivery"), "1st transaction: store"),
         (ZendeskAdapter, ("verify",), "ZendeskAdapter.verify"),
         (ZendeskAdapter, ("delivery_key",), "ZendeskAdapter.delivery_key"),
         (ZendeskAdapter, ("parse",), "ZendeskAdapter.parse"),
-        (intake_module, ("insert_events", "_insert_events"), "2nd transaction: insert events"),
+        (intake_module, ("_store_in_one_statement",), "store: one statement (PostgreSQL)"),
+        (intake_module, ("_insert_event_rows",), "store: insert events (SQLite)"),
     ]
     # The names as they are in this checkout; a step that is not found is left out.
     found = []
@@ -755,7 +775,7 @@ def profile_intake(url: str, desk_url: str, count: int) -> str:
         for owner, name, original in originals:
             setattr(owner, name, original)
     accounted = sum(v for k, v in spent.items() if not k.startswith("receive"))
-    spent["2nd transaction: the rest (get, update, commit)"] = (
+    spent["the rest of receive (rows, SQLite delivery insert and commit)"] = (
         spent["receive (the whole intake)"] - accounted
     )
 
@@ -885,7 +905,13 @@ def report(
             f"{kind:<11}{ours:>12.0f}{insert:>16.0f}{bare:>9.0f}"
             f"{ours / insert:>12.2f}{ours / bare:>10.2f}\n"
         )
-    w("  each figure the mean of two runs; the runs:\n")
+    w("  each figure the mean of its runs; connector / insert+commit by round:\n")
+    for kind, figures in intake.items():
+        ratios = figures.round_ratios()
+        if ratios:
+            listed = ", ".join(f"{r:.2f}" for r in ratios)
+            w(f"    {kind}: {listed} (median {statistics.median(ratios):.2f})\n")
+    w("  the runs, in order:\n")
     for kind, figures in intake.items():
         each = "; ".join(
             f"{app} " + ", ".join(f"{v:.0f}" for v in figures.runs[app])
@@ -937,6 +963,9 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("CARE_TEST_DATABASE_URL", DEFAULT_URL),
         help="a PostgreSQL server URL; a scratch database is created there and dropped",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of insert, connector, connector, insert"
+    )
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
     parser.add_argument("--latency-connections", type=int, default=32, help="open-loop connections")
     parser.add_argument("--server-workers", type=int, default=2)
@@ -957,8 +986,8 @@ def main(argv: list[str] | None = None) -> int:
         levels = [int(n) for n in args.drain_processes.split(",") if n.strip()]
     except ValueError:
         parser.error("--drain-processes: comma-separated integers")
-    if args.seconds <= 0 or args.events <= 0 or not levels or min(levels) < 1:
-        parser.error("--seconds, --events and --drain-processes must be positive")
+    if args.seconds <= 0 or args.events <= 0 or args.rounds < 1 or not levels or min(levels) < 1:
+        parser.error("--seconds, --events, --rounds and --drain-processes must be positive")
     try:
         server = make_url(normalize_url(args.url))
     except Exception as err:  # noqa: BLE001 - a bad URL is a one-line error
