@@ -67,6 +67,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -136,6 +137,23 @@ def _prepare(url: str) -> None:
         intake_apps.baseline_metadata.create_all(database.engine)
     finally:
         database.dispose()
+
+
+def connections_opened(url: str) -> int:
+    """PostgreSQL: connections made to ``url``'s database so far (``pg_stat_database``, this
+    query's own included); 0 on SQLite. A pool too small for the server's threads shows here
+    as connections opened during a run."""
+    if not url.startswith("postgresql"):
+        return 0
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(
+                text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar()
+            return int(found or 0)
+    finally:
+        engine.dispose()
 
 
 def durability(url: str) -> str:
@@ -292,6 +310,8 @@ class IntakeFigures:
     """One database's intake figures."""
 
     runs: dict[str, list[float]] = field(default_factory=dict)
+    #: Database connections opened during each run (PostgreSQL; 0 on SQLite).
+    opened: dict[str, list[int]] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
 
@@ -319,6 +339,7 @@ def measure_intake(
     order = run_order(args.rounds)
     for index, app in enumerate(order):
         with serving(app, settings, url, desk_url) as port:
+            opened = connections_opened(url)
             result = load(
                 port,
                 connections=args.connections,
@@ -327,15 +348,17 @@ def measure_intake(
                 tag=f"{kind}-{index}-{secrets.token_hex(3)}",
                 first_ticket=(index + 1) * 10_000_000,
             )
+            opened = connections_opened(url) - opened
         _check_answers(app, result)
         figures.runs.setdefault(app, []).append(result["rate"])
+        figures.opened.setdefault(app, []).append(opened)
         accepted[app] += result["accepted_total"]
         sent[app] += result["sent_total"]
         lat = result["latency_ms"]
         _progress(
             f"{kind:<10} {app:<9} {result['rate']:8.0f}/s  p50 {lat['p50']:6.1f} ms  "
             f"p99 {lat['p99']:6.1f} ms  ({result['completed']} in {args.seconds:g} s, "
-            f"load {_loadavg()})"
+            f"load {_loadavg()}; {opened} database connections opened)"
         )
 
     rate = figures.rate("connector") / 2
@@ -911,10 +934,14 @@ def report(
         if ratios:
             listed = ", ".join(f"{r:.2f}" for r in ratios)
             w(f"    {kind}: {listed} (median {statistics.median(ratios):.2f})\n")
-    w("  the runs, in order:\n")
+    w("  the runs, in order (database connections opened during each run):\n")
     for kind, figures in intake.items():
         each = "; ".join(
-            f"{app} " + ", ".join(f"{v:.0f}" for v in figures.runs[app])
+            f"{app} "
+            + ", ".join(
+                f"{v:.0f} ({n})"
+                for v, n in zip(figures.runs[app], figures.opened[app], strict=True)
+            )
             for app in ("connector", "insert", "bare")
         )
         w(f"    {kind}: {each}\n")
