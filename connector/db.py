@@ -16,6 +16,7 @@ configured in code (no ``alembic.ini``).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import weakref
@@ -94,12 +95,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # Safe in WAL mode; commits skip an fsync.
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while the file is locked.
+
+    Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at
+    once, busy timeout or not, when connections opened together all try it (processes started
+    side by side on a new file). Once a file is in WAL mode it stays so and the pragma takes
+    no lock, so this only ever waits on a brand-new file.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_begin(connection: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,6 +22,7 @@ from connector.db import (
     DEFAULT_SQLITE_FILE,
     Database,
     DatabaseError,
+    _switch_to_wal,
     alembic_config,
     default_url,
     normalize_url,
@@ -141,21 +143,51 @@ def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
 
 
 def test_concurrent_upgrades_of_one_sqlite_file_both_succeed(tmp_path: Path) -> None:
-    errors: list[BaseException] = []
+    # Connections opened together on a NEW file race to switch it to WAL; a few rounds, since
+    # the race is lost only now and then.
+    for round_ in range(4):
+        folder = tmp_path / f"round-{round_}"
+        folder.mkdir()
+        errors: list[BaseException] = []
 
-    def upgrade() -> None:
-        try:
-            sqlite_file(tmp_path).upgrade()
-        except BaseException as err:  # Reported by the assertion below.
-            errors.append(err)
+        def upgrade(where: Path = folder, errors: list[BaseException] = errors) -> None:
+            try:
+                sqlite_file(where).upgrade()
+            except BaseException as err:  # Reported by the assertion below.
+                errors.append(err)
 
-    threads = [threading.Thread(target=upgrade) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert sqlite_file(tmp_path).current_revision() == HEAD
+        threads = [threading.Thread(target=upgrade) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert sqlite_file(folder).current_revision() == HEAD
+
+
+class _LockedCursor:
+    """A cursor whose first ``locked`` statements fail as SQLite's do on a locked file."""
+
+    def __init__(self, locked: int, message: str = "database is locked") -> None:
+        self.locked, self.message, self.statements = locked, message, 0
+
+    def execute(self, sql: str) -> None:
+        self.statements += 1
+        if self.statements <= self.locked:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_switching_a_new_sqlite_file_to_wal_waits_for_the_lock() -> None:
+    cursor = _LockedCursor(locked=3)
+    _switch_to_wal(cursor)
+    assert cursor.statements == 4  # three refusals, then done
+
+
+def test_other_sqlite_errors_while_switching_to_wal_are_not_retried() -> None:
+    cursor = _LockedCursor(locked=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _switch_to_wal(cursor)
+    assert cursor.statements == 1
 
 
 def test_upgrade_creates_every_table_and_is_idempotent(database: Database) -> None:
@@ -311,8 +343,8 @@ def test_a_lost_connection_invalidates_the_pool_and_the_next_statement_reconnect
     engine = postgresql_database.engine
     held = [engine.raw_connection() for _ in range(3)]  # three pooled connections
     pids = [c.driver_connection.info.backend_pid for c in held]  # type: ignore[union-attr]
-    for connection in held:
-        connection.close()
+    for pooled in held:
+        pooled.close()
     killer = create_engine(engine.url)  # as if the server had restarted
     with killer.begin() as connection:
         for pid in pids:
