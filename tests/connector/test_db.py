@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,6 +36,24 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 def sqlite_file(tmp_path: Path, name: str = "care.sqlite3") -> Database:
     return Database.from_url(f"sqlite:///{tmp_path / name}")
+
+
+def run_in_threads(work: Callable[[], object], count: int) -> list[BaseException]:
+    """Run ``work`` in ``count`` threads at once; what they raised."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as err:  # Returned to the test, which asserts on it.
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
 
 
 @pytest.mark.parametrize(
@@ -119,24 +138,15 @@ def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
     database.upgrade()
     with database.transaction() as session:
         session.add(Customer(email="a@shop.example", balance=0))
-    errors: list[BaseException] = []
 
     def bump() -> None:
-        try:
-            for _ in range(5):
-                with database.transaction() as session:
-                    balance = session.scalar(select(Customer.balance)) or 0
-                    time.sleep(0.002)  # Widen the window a deferred transaction would lose in.
-                    session.execute(text("UPDATE customers SET balance = :b"), {"b": balance + 1})
-        except BaseException as err:  # Reported by the assertion below.
-            errors.append(err)
+        for _ in range(5):
+            with database.transaction() as session:
+                balance = session.scalar(select(Customer.balance)) or 0
+                time.sleep(0.002)  # Widen the window a deferred transaction would lose in.
+                session.execute(text("UPDATE customers SET balance = :b"), {"b": balance + 1})
 
-    threads = [threading.Thread(target=bump) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_in_threads(bump, 6) == []
     with database.transaction() as session:
         assert session.scalar(select(Customer.balance)) == 30
     database.dispose()
@@ -145,23 +155,15 @@ def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
 def test_concurrent_upgrades_of_one_sqlite_file_both_succeed(tmp_path: Path) -> None:
     # Connections opened together on a NEW file race to switch it to WAL; a few rounds, since
     # the race is lost only now and then.
+    # Each thread its own Database, as separate processes would have.
     for round_ in range(4):
         folder = tmp_path / f"round-{round_}"
         folder.mkdir()
-        errors: list[BaseException] = []
 
-        def upgrade(where: Path = folder, errors: list[BaseException] = errors) -> None:
-            try:
-                sqlite_file(where).upgrade()
-            except BaseException as err:  # Reported by the assertion below.
-                errors.append(err)
+        def upgrade(where: Path = folder) -> None:
+            sqlite_file(where).upgrade()
 
-        threads = [threading.Thread(target=upgrade) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == []
+        assert run_in_threads(upgrade, 4) == []
         assert sqlite_file(folder).current_revision() == HEAD
 
 
