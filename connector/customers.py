@@ -68,7 +68,23 @@ from marshmallow import (
     validate,
     validates_schema,
 )
-from sqlalchemy import Row, Select, Table, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Row,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from connector import ledger
@@ -1271,22 +1287,28 @@ _CUSTOMER_FACTS = select(
     _CUSTOMERS.c.upgrades_until,
     _CUSTOMERS.c.upgrades_lifetime,
 ).where(_CUSTOMERS.c.id == bindparam("customer_id"))
-_CUSTOMER_LICENSES = (
+# A customer's licenses and subscriptions in one statement (one round trip, not two): the
+# licenses first by purchase date, then the subscriptions by start date.
+_CUSTOMER_HOLDINGS = union_all(
     select(
-        _LICENSES.c.ref,
+        literal("license", String).label("what"),
+        _LICENSES.c.ref.label("ref_or_plan"),
         _LICENSES.c.product,
         _LICENSES.c.kind,
-        _LICENSES.c.purchased_on,
-        _LICENSES.c.ended_on,
-    )
-    .where(_LICENSES.c.customer_id == bindparam("customer_id"))
-    .order_by(_LICENSES.c.purchased_on, _LICENSES.c.id)
-)
-_CUSTOMER_SUBSCRIPTIONS = (
-    select(_SUBSCRIPTIONS.c.plan, _SUBSCRIPTIONS.c.starts_on, _SUBSCRIPTIONS.c.ends_on)
-    .where(_SUBSCRIPTIONS.c.customer_id == bindparam("customer_id"))
-    .order_by(_SUBSCRIPTIONS.c.starts_on, _SUBSCRIPTIONS.c.id)
-)
+        _LICENSES.c.purchased_on.label("starts_on"),
+        _LICENSES.c.ended_on.label("ends_on"),
+        _LICENSES.c.id,
+    ).where(_LICENSES.c.customer_id == bindparam("customer_id")),
+    select(
+        literal("subscription", String),
+        _SUBSCRIPTIONS.c.plan,
+        null().cast(String),
+        null().cast(String),
+        _SUBSCRIPTIONS.c.starts_on,
+        _SUBSCRIPTIONS.c.ends_on,
+        _SUBSCRIPTIONS.c.id,
+    ).where(_SUBSCRIPTIONS.c.customer_id == bindparam("customer_id")),
+).order_by(literal_column("what"), literal_column("starts_on"), literal_column("id"))
 _BY_IDENTITY = (
     select(_IDENTITIES.c.customer_id)
     .join(_CUSTOMERS, _CUSTOMERS.c.id == _IDENTITIES.c.customer_id)
@@ -1319,8 +1341,9 @@ def load_customer(session: Session, customer_id: int) -> model.Customer:
     row = connection.execute(_CUSTOMER_FACTS, key).one_or_none()
     if row is None:
         raise UnknownCustomerError(customer_id)
-    licenses = connection.execute(_CUSTOMER_LICENSES, key).all()
-    subscriptions = connection.execute(_CUSTOMER_SUBSCRIPTIONS, key).all()
+    holdings = connection.execute(_CUSTOMER_HOLDINGS, key).all()
+    licenses = [h for h in holdings if h.what == "license"]
+    subscriptions = [h for h in holdings if h.what == "subscription"]
     return model.Customer(
         id=customer_id,
         email=row.email,
@@ -1329,16 +1352,16 @@ def load_customer(session: Session, customer_id: int) -> model.Customer:
         timezone=row.timezone,
         licenses=tuple(
             model.License(
-                ref=lic.ref,
+                ref=lic.ref_or_plan,
                 product=lic.product,
                 kind=model.LicenseKind(lic.kind),
-                purchased_on=lic.purchased_on,
-                ended_on=lic.ended_on,
+                purchased_on=lic.starts_on,
+                ended_on=lic.ends_on,
             )
             for lic in licenses
         ),
         subscriptions=tuple(
-            model.Subscription(plan=s.plan, starts_on=s.starts_on, ends_on=s.ends_on)
+            model.Subscription(plan=s.ref_or_plan, starts_on=s.starts_on, ends_on=s.ends_on)
             for s in subscriptions
         ),
         upgrades_until=row.upgrades_until,

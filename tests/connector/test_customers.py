@@ -878,6 +878,55 @@ def test_load_customer_round_trip(database: Database, policy: Policy) -> None:
     )
 
 
+def test_load_customer_orders_licenses_and_subscriptions_by_their_dates(
+    database: Database, policy: Policy
+) -> None:
+    run(database, policy, [owner()])
+    owner_id = customer_id(database, "owner@shop.example")
+    with database.transaction() as session:  # added out of date order
+        session.add_all(
+            [
+                License(
+                    customer_id=owner_id,
+                    ref="L-3",
+                    product="multi-vendor",
+                    kind="additional",
+                    purchased_on=date(2026, 5, 1),
+                    ended_on=date(2026, 9, 30),
+                ),
+                License(
+                    customer_id=owner_id,
+                    ref="L-0",
+                    product="cs-cart",
+                    kind="additional_storefront",
+                    purchased_on=date(2025, 6, 1),
+                ),
+                Subscription(
+                    customer_id=owner_id,
+                    plan="standard",
+                    starts_on=date(2025, 1, 1),
+                    ends_on=date(2025, 12, 31),
+                ),
+            ]
+        )
+    loaded = load(database, "owner@shop.example")
+    assert [(x.ref, x.purchased_on, x.ended_on) for x in loaded.licenses] == [
+        ("L-0", date(2025, 6, 1), None),
+        ("L-1001", date(2026, 1, 10), None),
+        ("L-3", date(2026, 5, 1), date(2026, 9, 30)),
+    ]
+    assert [x.kind for x in loaded.licenses] == [
+        model.LicenseKind.ADDITIONAL_STOREFRONT,
+        model.LicenseKind.FIRST,
+        model.LicenseKind.ADDITIONAL,
+    ]
+    assert loaded.licenses[2].product == "multi-vendor"
+    assert loaded.subscriptions == (
+        model.Subscription("standard", date(2025, 1, 1), date(2025, 12, 31)),
+        model.Subscription("vip", date(2026, 1, 1), date(2026, 12, 31)),
+    )
+
+
 def test_load_customer_of_an_unknown_id(database: Database) -> None:
     with (
         pytest.raises(UnknownCustomerError, match="no customer with id 42"),
