@@ -432,9 +432,14 @@ _EVENT_DONE = (
         error=None,
     )
 )
-_TICKET = select(Ticket).where(
-    Ticket.desk == bindparam("desk"), Ticket.external_id == bindparam("external_id")
-)
+# The ticket, and whether it counts against its customer's monthly quota, in one statement.
+_TICKET = select(
+    Ticket,
+    select(_QUOTA_USAGE.c.id)
+    .where(_QUOTA_USAGE.c.ticket_id == Ticket.id, _QUOTA_USAGE.c.kind == QUOTA_KIND)
+    .exists()
+    .label("counted"),
+).where(Ticket.desk == bindparam("desk"), Ticket.external_id == bindparam("external_id"))
 
 
 _QUOTA_USED = (
@@ -495,9 +500,6 @@ _RECENT_TICKETS = (
     )
     .order_by(_TICKETS.c.created_at, _TICKETS.c.id)
 )
-_COUNTED = select(_QUOTA_USAGE.c.id).where(
-    _QUOTA_USAGE.c.ticket_id == bindparam("ticket_id"), _QUOTA_USAGE.c.kind == QUOTA_KIND
-)
 _UNCOUNT = delete(_QUOTA_USAGE).where(
     _QUOTA_USAGE.c.ticket_id == bindparam("ticket_id"), _QUOTA_USAGE.c.kind == QUOTA_KIND
 )
@@ -538,9 +540,10 @@ def _apply(
         _finish(session, event_id, "ignored", now, None)
         return Processed(event_id, "ignored")
 
-    ticket = session.execute(
+    found = session.execute(
         _TICKET, {"desk": event.desk, "external_id": event.ticket_id}
-    ).scalar_one_or_none()
+    ).one_or_none()
+    ticket, counted = (found[0], bool(found.counted)) if found is not None else (None, False)
     customer_id = ticket.customer_id if ticket is not None else None
     if ticket is None:
         customer_id = find_customer(
@@ -548,7 +551,6 @@ def _apply(
         )
     created_at = ticket.created_at if ticket is not None else event.created_at(now)
     period = coverage.quota_period(created_at, policy.calendar.zone)
-    counted = ticket is not None and _counted(session, ticket)
     facts_row = _CustomerRow(0, 0, None)
     customer = None
     if customer_id is not None:
@@ -685,12 +687,6 @@ def _recent_tickets(
         },
     )
     return tuple(rows.scalars())
-
-
-def _counted(session: Session, ticket: Ticket) -> bool:
-    """Whether the ticket counts against its customer's monthly quota."""
-    found = session.connection().execute(_COUNTED, {"ticket_id": ticket.id}).first()
-    return found is not None
 
 
 def _state_of(ticket: Ticket | None, counted: bool) -> TicketState | None:
