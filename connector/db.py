@@ -214,12 +214,13 @@ class Database:
         connection (psycopg: ``%(name)s`` placeholders, values already in the driver's types);
         its first row. PostgreSQL only.
 
-        The intake's hot path (docs/decisions.md, "The PostgreSQL intake talks to the
-        driver"): no BEGIN or COMMIT round trip, and none of SQLAlchemy's per-statement work
-        (compiled-cache lookup, bind processors, result wrapping), which cost more CPU than
-        the rest of a delivery together. Errors come out as SQLAlchemy's :class:`DBAPIError`
-        like everywhere else, and a lost connection invalidates the pool the way SQLAlchemy's
-        own ``Connection`` does, so the next statement reconnects.
+        The intake's hot path (docs/decisions.md, "On PostgreSQL the intake is one
+        statement, run on the driver"): no BEGIN or COMMIT round trip, and none of
+        SQLAlchemy's per-statement work (compiled-cache lookup, bind processors, result
+        wrapping), which cost more CPU than the rest of a delivery together. Errors come out
+        as SQLAlchemy's :class:`DBAPIError` like everywhere else, and a lost connection
+        invalidates the pool the way SQLAlchemy's own ``Connection`` does, so the next
+        statement reconnects.
         """
         self.ensure_schema()
         dialect = self.engine.dialect

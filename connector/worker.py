@@ -63,6 +63,14 @@ NEGATIVE_CACHE = timedelta(hours=1)
 QUOTA_KIND = "modification"
 
 
+# The tables the worker's statements (built once, below) are written on.
+_EVENTS = cast(Table, Event.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
+_QUOTA_USAGE = cast(Table, QuotaUsage.__table__)
+_ALLOWANCES = cast(Table, QuotaAllowance.__table__)
+_CUSTOMERS = cast(Table, Customer.__table__)
+
+
 @dataclass(frozen=True)
 class Processed:
     """What one event came to (``simulate`` and the admin pages read it)."""
@@ -118,23 +126,22 @@ def run_once(st: ConnectorState, *, limit: int = 100) -> list[Processed]:
 def _claimable(*, besides: bool) -> Select[Any]:
     """Pending events whose ticket has no earlier pending event, oldest first, up to
     ``:limit``; with ``besides``, those in ``:held`` left out."""
-    events = cast(Table, Event.__table__)
-    earlier = events.alias("earlier")
+    earlier = _EVENTS.alias("earlier")
     blocked = (
         select(earlier.c.id)
         .where(
-            earlier.c.ticket_key == events.c.ticket_key,
-            earlier.c.id < events.c.id,
+            earlier.c.ticket_key == _EVENTS.c.ticket_key,
+            earlier.c.id < _EVENTS.c.id,
             earlier.c.status == "pending",
         )
         .exists()
     )
-    query = select(events.c.id, events.c.payload, events.c.created_at, events.c.ticket_key).where(
-        events.c.status == "pending", ~blocked
-    )
+    query = select(
+        _EVENTS.c.id, _EVENTS.c.payload, _EVENTS.c.created_at, _EVENTS.c.ticket_key
+    ).where(_EVENTS.c.status == "pending", ~blocked)
     if besides:
-        query = query.where(events.c.id.not_in(bindparam("held", expanding=True)))
-    return query.order_by(events.c.id).limit(bindparam("limit"))
+        query = query.where(_EVENTS.c.id.not_in(bindparam("held", expanding=True)))
+    return query.order_by(_EVENTS.c.id).limit(bindparam("limit"))
 
 
 # Built once: each round runs one of these.
@@ -316,9 +323,9 @@ def _lock_batch(session: Session, ids: list[int]) -> set[int] | None:
 
 
 _LOCK_BATCH = (
-    select(Event.__table__.c.id)
-    .where(Event.__table__.c.id.in_(bindparam("ids", expanding=True)))
-    .where(Event.__table__.c.status == "pending")
+    select(_EVENTS.c.id)
+    .where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .where(_EVENTS.c.status == "pending")
     .with_for_update(skip_locked=True)
 )
 
@@ -413,12 +420,6 @@ def _read_tags(st: ConnectorState, event: TicketEvent) -> tuple[str, ...] | None
 
 # Statements run for every event, built once with bound parameters on the tables (Core):
 # a call then costs SQLAlchemy a cache lookup instead of building and keying a statement.
-_EVENTS = cast(Table, Event.__table__)
-_TICKETS = cast(Table, Ticket.__table__)
-_QUOTA_USAGE = cast(Table, QuotaUsage.__table__)
-_ALLOWANCES = cast(Table, QuotaAllowance.__table__)
-_CUSTOMERS = cast(Table, Customer.__table__)
-
 _EVENT_PENDING = select(_EVENTS.c.id).where(
     _EVENTS.c.id == bindparam("event_id"), _EVENTS.c.status == "pending"
 )
