@@ -78,9 +78,9 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     null,
     select,
+    true,
     tuple_,
     union_all,
     update,
@@ -1279,17 +1279,9 @@ _IDENTITIES = Identity.__table__
 _LICENSES = License.__table__
 _SUBSCRIPTIONS = Subscription.__table__
 
-_CUSTOMER_FACTS = select(
-    _CUSTOMERS.c.email,
-    _CUSTOMERS.c.name,
-    _CUSTOMERS.c.locale,
-    _CUSTOMERS.c.timezone,
-    _CUSTOMERS.c.upgrades_until,
-    _CUSTOMERS.c.upgrades_lifetime,
-).where(_CUSTOMERS.c.id == bindparam("customer_id"))
-# A customer's licenses and subscriptions in one statement (one round trip, not two): the
-# licenses first by purchase date, then the subscriptions by start date.
-_CUSTOMER_HOLDINGS = union_all(
+# A customer's licenses and subscriptions: the licenses first by purchase date, then the
+# subscriptions by start date.
+_HOLDINGS = union_all(
     select(
         literal("license", String).label("what"),
         _LICENSES.c.ref.label("ref_or_plan"),
@@ -1297,7 +1289,7 @@ _CUSTOMER_HOLDINGS = union_all(
         _LICENSES.c.kind,
         _LICENSES.c.purchased_on.label("starts_on"),
         _LICENSES.c.ended_on.label("ends_on"),
-        _LICENSES.c.id,
+        _LICENSES.c.id.label("holding_id"),
     ).where(_LICENSES.c.customer_id == bindparam("customer_id")),
     select(
         literal("subscription", String),
@@ -1308,9 +1300,27 @@ _CUSTOMER_HOLDINGS = union_all(
         _SUBSCRIPTIONS.c.ends_on,
         _SUBSCRIPTIONS.c.id,
     ).where(_SUBSCRIPTIONS.c.customer_id == bindparam("customer_id")),
-).order_by(literal_column("what"), literal_column("starts_on"), literal_column("id"))
+).subquery("holdings")
+# The customer with their holdings in one statement (one round trip, not two): a row per
+# holding, the customer's columns repeated on each, or one row with no holding.
+_CUSTOMER_WITH_HOLDINGS = (
+    select(
+        _CUSTOMERS.c.email,
+        _CUSTOMERS.c.name,
+        _CUSTOMERS.c.locale,
+        _CUSTOMERS.c.timezone,
+        _CUSTOMERS.c.upgrades_until,
+        _CUSTOMERS.c.upgrades_lifetime,
+        _HOLDINGS,
+    )
+    .select_from(_CUSTOMERS.outerjoin(_HOLDINGS, true()))
+    .where(_CUSTOMERS.c.id == bindparam("customer_id"))
+    .order_by(_HOLDINGS.c.what, _HOLDINGS.c.starts_on, _HOLDINGS.c.holding_id)
+)
+# The customer a requester is, in one statement: by their identity in the desk first, else by
+# email (``rank`` orders the two).
 _BY_IDENTITY = (
-    select(_IDENTITIES.c.customer_id)
+    select(_IDENTITIES.c.customer_id, literal(0).label("rank"))
     .join(_CUSTOMERS, _CUSTOMERS.c.id == _IDENTITIES.c.customer_id)
     .where(
         _IDENTITIES.c.desk == bindparam("desk"),
@@ -1318,9 +1328,10 @@ _BY_IDENTITY = (
         _CUSTOMERS.c.erased_at.is_(None),
     )
 )
-_BY_EMAIL = select(_CUSTOMERS.c.id).where(
+_BY_EMAIL = select(_CUSTOMERS.c.id, literal(1)).where(
     _CUSTOMERS.c.email == bindparam("email"), _CUSTOMERS.c.erased_at.is_(None)
 )
+_BY_IDENTITY_OR_EMAIL = union_all(_BY_IDENTITY, _BY_EMAIL).order_by("rank").limit(1)
 
 
 def _core(session: Session) -> Any:
@@ -1336,14 +1347,12 @@ def load_customer(session: Session, customer_id: int) -> model.Customer:
 
     :raises UnknownCustomerError: no customer has this id.
     """
-    connection = _core(session)
-    key = {"customer_id": customer_id}
-    row = connection.execute(_CUSTOMER_FACTS, key).one_or_none()
-    if row is None:
+    rows = _core(session).execute(_CUSTOMER_WITH_HOLDINGS, {"customer_id": customer_id}).all()
+    if not rows:
         raise UnknownCustomerError(customer_id)
-    holdings = connection.execute(_CUSTOMER_HOLDINGS, key).all()
-    licenses = [h for h in holdings if h.what == "license"]
-    subscriptions = [h for h in holdings if h.what == "subscription"]
+    row = rows[0]
+    licenses = [h for h in rows if h.what == "license"]
+    subscriptions = [h for h in rows if h.what == "subscription"]
     return model.Customer(
         id=customer_id,
         email=row.email,
@@ -1382,14 +1391,10 @@ def find_customer(
 
     :returns: the customer's id, or ``None`` for an unknown requester.
     """
-    connection = _core(session)
-    if desk and external_id is not None and str(external_id).strip():
-        found = connection.execute(
-            _BY_IDENTITY, {"desk": desk, "external_id": str(external_id).strip()}
-        ).scalar()
-        if found is not None:
-            return int(found)
-    if email and email.strip():
-        found = connection.execute(_BY_EMAIL, {"email": normalize_email(email)}).scalar()
-        return None if found is None else int(found)
-    return None
+    external = str(external_id).strip() if desk and external_id is not None else ""
+    address = normalize_email(email) if email and email.strip() else ""
+    if not (external or address):
+        return None
+    params = {"desk": desk, "external_id": external or None, "email": address or None}
+    found = _core(session).execute(_BY_IDENTITY_OR_EMAIL, params).scalar()
+    return None if found is None else int(found)

@@ -927,6 +927,15 @@ def test_load_customer_orders_licenses_and_subscriptions_by_their_dates(
     )
 
 
+def test_load_customer_with_no_licenses_or_subscriptions(
+    database: Database, policy: Policy
+) -> None:
+    run(database, policy, [minimal("other@x.example", name="Other")])
+    loaded = load(database, "other@x.example")
+    assert (loaded.email, loaded.name) == ("other@x.example", "Other")
+    assert (loaded.licenses, loaded.subscriptions) == ((), ())
+
+
 def test_load_customer_of_an_unknown_id(database: Database) -> None:
     with (
         pytest.raises(UnknownCustomerError, match="no customer with id 42"),
