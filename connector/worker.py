@@ -582,17 +582,26 @@ def _apply(
             locale=decision.language,
             created_at=decision.created_at,
             approval_state=ApprovalState.NOT_APPLICABLE.value,
+            credits_charged=0,
         )
         session.add(ticket)
-        session.flush()
-    _record_status(session, ticket, event, now)
+    status_changed = _take_status(ticket, event)
     _record_first_reply(ticket, event, now)
-
     if decision.changed:
-        _store_decision(session, ticket, decision, customer_id, period, counted)
-        if any(m.kind == "approval_request" for m in decision.messages):
-            ticket.approval_requested_at, ticket.approval_reminded_at = now, None
-        _post_credits(session, ticket, event, decision, customer_id, event_id, now)
+        _decision_onto_ticket(ticket, decision, now)
+    if ticket.id is None:
+        # One INSERT with everything decided, not an INSERT and an UPDATE; the rows below
+        # carry its id.
+        session.flush([ticket])
+    if status_changed:
+        session.add(
+            TicketStatusHistory(
+                ticket_id=ticket.id, status=ticket.status, at=event.occurred_at or now
+            )
+        )
+    if decision.changed:
+        _count_quota(session, ticket, decision, customer_id, period, counted)
+        _post_credits(session, event, decision, customer_id, event_id, now)
         _queue_writebacks(
             st, session, item, ticket, event, decision, now, state_was_new=previous is None
         )
@@ -612,7 +621,6 @@ def _finish(
 
 def _post_credits(
     session: Session,
-    ticket: Ticket,
     event: TicketEvent,
     decision: Decision,
     customer_id: int | None,
@@ -646,7 +654,6 @@ def _post_credits(
             reason=f"refund on {decision.category} ({event.type.value})",
             **common,
         )
-    ticket.credits_charged += decision.charge - decision.refund
 
 
 def _lock_customer(
@@ -713,15 +720,12 @@ def _with_locale(event: TicketEvent, locale: str) -> TicketEvent:
     return replace(event, locale=locale)
 
 
-def _record_status(session: Session, ticket: Ticket, event: TicketEvent, now: datetime) -> None:
+def _take_status(ticket: Ticket, event: TicketEvent) -> bool:
+    """Set the ticket's status from the event; whether it changed (for its history)."""
     if event.status is TicketStatus.UNKNOWN or event.status.value == ticket.status:
-        return
+        return False
     ticket.status = event.status.value
-    session.add(
-        TicketStatusHistory(
-            ticket_id=ticket.id, status=event.status.value, at=event.occurred_at or now
-        )
-    )
+    return True
 
 
 def _record_first_reply(ticket: Ticket, event: TicketEvent, now: datetime) -> None:
@@ -738,14 +742,9 @@ def _record_first_reply(ticket: Ticket, event: TicketEvent, now: datetime) -> No
         ticket.first_agent_reply_at = event.occurred_at or now
 
 
-def _store_decision(
-    session: Session,
-    ticket: Ticket,
-    decision: Decision,
-    customer_id: int | None,
-    period: str,
-    counted: bool,
-) -> None:
+def _decision_onto_ticket(ticket: Ticket, decision: Decision, now: datetime) -> None:
+    """The decided state on the ticket row; the credits charged are those the ledger posts
+    in the same savepoint (:func:`_post_credits`)."""
     ticket.plan = decision.plan
     ticket.category = decision.category
     ticket.category_source = decision.category_source.value
@@ -755,6 +754,20 @@ def _store_decision(
     if decision.first_reply_due is not None and ticket.first_reply_due is None:
         ticket.first_reply_due = decision.first_reply_due
     ticket.locale = decision.language
+    ticket.credits_charged += decision.charge - decision.refund
+    if any(m.kind == "approval_request" for m in decision.messages):
+        ticket.approval_requested_at, ticket.approval_reminded_at = now, None
+
+
+def _count_quota(
+    session: Session,
+    ticket: Ticket,
+    decision: Decision,
+    customer_id: int | None,
+    period: str,
+    counted: bool,
+) -> None:
+    """Count the ticket against the customer's monthly quota, or give its unit back."""
     if customer_id is None:
         return
     if decision.counts_quota and not counted:

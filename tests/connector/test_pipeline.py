@@ -22,6 +22,7 @@ import pytest
 import requests
 import responses
 from flask import Flask
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from connector import create_app, ledger, outbox, worker
@@ -36,6 +37,7 @@ from connector.models import (
     QuotaAllowance,
     QuotaUsage,
     Ticket,
+    TicketStatusHistory,
 )
 from connector.runner import drain
 from tests.adapters.openapi import assert_zendesk_calls
@@ -276,6 +278,30 @@ def test_ticket_created_for_each_plan(
         assert ticket.first_reply_due is not None
         assert session.scalar(select(func.count()).select_from(OutboxAction)) == len(calls)
         assert set(session.scalars(select(OutboxAction.status))) == {"sent"}
+
+
+@responses.activate
+def test_a_new_tickets_first_decision_is_one_insert(st: ConnectorState, post: Post) -> None:
+    # The ticket row is written with its decided state (plan, charge, status) in one INSERT,
+    # not inserted bare and updated; its status history row carries the new id.
+    stub_writes("105")
+    post(trigger("105", "credits@shop.example"))
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    sa_event.listen(st.database.engine, "before_cursor_execute", record)
+    try:
+        assert [r.status for r in worker.run_once(st)] == ["done"]
+    finally:
+        sa_event.remove(st.database.engine, "before_cursor_execute", record)
+    assert [s for s in statements if "tickets" in s.split()] == ["INSERT INTO tickets"]
+    with st.database.transaction(read_only=True) as session:
+        ticket = session.execute(select(Ticket)).scalar_one()
+        assert (ticket.plan, ticket.credits_charged, ticket.status) == ("credits", 5, "new")
+        history = session.execute(select(TicketStatusHistory)).scalars().all()
+        assert [(h.ticket_id, h.status) for h in history] == [(ticket.id, "new")]
 
 
 @responses.activate
