@@ -1334,20 +1334,25 @@ _BY_EMAIL = select(_CUSTOMERS.c.id, literal(1)).where(
 _BY_IDENTITY_OR_EMAIL = union_all(_BY_IDENTITY, _BY_EMAIL).order_by("rank").limit(1)
 
 
-def _core(session: Session) -> Any:
-    """The session's connection, its pending changes flushed first (the reads below bypass
-    the ORM's autoflush)."""
-    session.flush()
+def _core(session: Session, flush: bool) -> Any:
+    """The session's connection, its pending changes flushed first unless ``flush`` is off
+    (the reads below bypass the ORM's autoflush)."""
+    if flush:
+        session.flush()
     return session.connection()
 
 
-def load_customer(session: Session, customer_id: int) -> model.Customer:
+def load_customer(session: Session, customer_id: int, *, flush: bool = True) -> model.Customer:
     """The customer with ``customer_id`` as the rules see it: licenses by purchase date,
     subscriptions by start date.
 
+    :param flush: send the session's pending changes first; a caller whose pending changes
+        touch no customer, license or subscription may skip it.
+
     :raises UnknownCustomerError: no customer has this id.
     """
-    rows = _core(session).execute(_CUSTOMER_WITH_HOLDINGS, {"customer_id": customer_id}).all()
+    key = {"customer_id": customer_id}
+    rows = _core(session, flush).execute(_CUSTOMER_WITH_HOLDINGS, key).all()
     if not rows:
         raise UnknownCustomerError(customer_id)
     row = rows[0]
@@ -1384,10 +1389,13 @@ def find_customer(
     desk: str | None = None,
     external_id: str | int | None = None,
     email: str | None = None,
+    flush: bool = True,
 ) -> int | None:
     """The id of the customer a requester is: by their user id in ``desk``, else by email.
 
     The email matches case-insensitively. Erased customers are never found.
+
+    :param flush: as for :func:`load_customer`, with customers and identities.
 
     :returns: the customer's id, or ``None`` for an unknown requester.
     """
@@ -1396,5 +1404,5 @@ def find_customer(
     if not (external or address):
         return None
     params = {"desk": desk, "external_id": external or None, "email": address or None}
-    found = _core(session).execute(_BY_IDENTITY_OR_EMAIL, params).scalar()
+    found = _core(session, flush).execute(_BY_IDENTITY_OR_EMAIL, params).scalar()
     return None if found is None else int(found)

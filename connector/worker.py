@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -187,6 +187,26 @@ class _CustomerBusy(Exception):
     """Another worker holds the customer's row: the event waits for the next round."""
 
 
+@dataclass
+class _Batch:
+    """What the events of one batch share: each customer's facts, loaded once, and the
+    customers whose rows the session holds unflushed.
+
+    A batch's writes are flushed together (one INSERT for its outbox rows, one for its status
+    history), except that an event's reads that count its customer's other tickets (quota
+    units, open tickets) first flush what earlier events of the same customer wrote: those
+    reads go to the connection, past the ORM, which does not autoflush.
+    """
+
+    customers: dict[int, CustomerFacts] = field(default_factory=dict)
+    unflushed: set[int] = field(default_factory=set)
+
+    def before_reads_of(self, session: Session, customer_id: int) -> None:
+        if customer_id in self.unflushed:
+            session.flush()
+            self.unflushed.clear()
+
+
 def _process_batch(st: ConnectorState, rows: list[_Pending]) -> list[Processed]:
     """Decide ``rows`` (at most one per ticket) in one transaction, each in a savepoint.
 
@@ -252,11 +272,11 @@ def _apply_all(st: ConnectorState, session: Session, batch: list[_Prepared]) -> 
     together = _apply_together(st, session, batch, mine)
     if together is not None:
         return together
-    customers: dict[int, CustomerFacts] = {}  # loaded once per batch: a customer's tickets share it
+    shared = _Batch()
     done: list[Processed] = []
     for item in batch:
         with log_context(ticket=f"{item.event.desk}:{item.event.ticket_id}"):
-            done.append(_apply_one(st, session, item, customers, mine))
+            done.append(_apply_one(st, session, item, shared, mine))
     return done
 
 
@@ -265,16 +285,13 @@ def _apply_together(
 ) -> list[Processed] | None:
     """The batch decided under one savepoint; ``None`` (and nothing written) if any event
     raised, for :func:`_apply_all` to decide each in a savepoint of its own."""
-    customers: dict[int, CustomerFacts] = {}
+    shared = _Batch()
     done: list[Processed] = []
     savepoint = session.begin_nested()
     try:
         for item in batch:
             with log_context(ticket=f"{item.event.desk}:{item.event.ticket_id}"):
-                done.append(_decide(st, session, item, customers, mine))
-            # The next event's reads go to the connection, past the ORM: its quota count and
-            # recent tickets must see this one's writes (the session does not autoflush).
-            session.flush()
+                done.append(_decide(st, session, item, shared, mine))
         savepoint.commit()
     except DBAPIError as err:
         if err.connection_invalidated:
@@ -296,7 +313,7 @@ def _decide(
     st: ConnectorState,
     session: Session,
     item: _Prepared,
-    customers: dict[int, CustomerFacts],
+    shared: _Batch,
     mine: set[int] | None,
 ) -> Processed:
     """One event of a batch: skipped when another worker holds it (or its customer), its desk
@@ -308,7 +325,7 @@ def _decide(
     if item.error is not None:
         return _record_failure(session, item.id, item.error)
     try:
-        return _apply(st, session, item, customers, locked=mine is not None)
+        return _apply(st, session, item, shared, locked=mine is not None)
     except _CustomerBusy:
         return Processed(item.id, "skipped")  # nothing of it written yet
 
@@ -334,14 +351,14 @@ def _apply_one(
     st: ConnectorState,
     session: Session,
     item: _Prepared,
-    customers: dict[int, CustomerFacts],
+    shared: _Batch,
     mine: set[int] | None,
 ) -> Processed:
     """:func:`_decide` in a savepoint of its own: a failure rolls back this event only and is
     counted on it."""
     try:
         with session.begin_nested():
-            return _decide(st, session, item, customers, mine)
+            return _decide(st, session, item, shared, mine)
     except DBAPIError as err:
         if err.connection_invalidated:
             raise  # the database went away: the whole batch is retried or left pending
@@ -517,7 +534,7 @@ def _apply(
     st: ConnectorState,
     session: Session,
     item: _Prepared,
-    customers: dict[int, CustomerFacts] | None = None,
+    shared: _Batch,
     *,
     locked: bool = False,
 ) -> Processed:
@@ -548,17 +565,23 @@ def _apply(
     customer_id = ticket.customer_id if ticket is not None else None
     if ticket is None:
         customer_id = find_customer(
-            session, desk=event.desk, external_id=event.requester_id, email=who.email
+            session,
+            desk=event.desk,
+            external_id=event.requester_id,
+            email=who.email,
+            flush=False,  # the batch's writes touch no customer or identity
         )
     created_at = ticket.created_at if ticket is not None else event.created_at(now)
     period = coverage.quota_period(created_at, policy.calendar.zone)
     facts_row = _CustomerRow(0, 0, None)
     customer = None
     if customer_id is not None:
+        shared.before_reads_of(session, customer_id)
         facts_row = _lock_customer(session, customer_id, period, ticket)
-        cache = customers if customers is not None else {}
-        customer = cache.get(customer_id) or load_customer(session, customer_id)
-        cache[customer_id] = customer
+        customer = shared.customers.get(customer_id) or load_customer(
+            session, customer_id, flush=False
+        )
+        shared.customers[customer_id] = customer
     balance = facts_row.balance
     facts = Facts(
         customer=customer,
@@ -605,6 +628,8 @@ def _apply(
         _queue_writebacks(
             st, session, item, ticket, event, decision, now, state_was_new=previous is None
         )
+    if customer_id is not None:
+        shared.unflushed.add(customer_id)
     summary = _summary(decision, balance)
     _finish(session, event_id, "done", now, summary)
     return Processed(event_id, "done", summary)

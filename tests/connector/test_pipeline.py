@@ -821,6 +821,35 @@ def test_events_decided_in_one_batch_see_each_others_quota_units(
         assert counted == ["401"]
 
 
+@pytest.mark.parametrize("solved", [False, True], ids=["first-open", "first-solved"])
+@responses.activate
+def test_events_decided_in_one_batch_see_each_others_ticket_status(
+    st: ConnectorState, post: Post, solved: bool
+) -> None:
+    # A customer's ticket solved and their next ticket opened, in one batch: the new ticket's
+    # queue count must see the first one solved (the note says nothing of a queue); with the
+    # first one still open, the note counts both.
+    for ticket in ("501", "502"):
+        stub_writes(ticket)
+    post(trigger("501", "std@shop.example", requester_id="7501"))
+    drain(st)
+    if solved:
+        update = trigger("501", "std@shop.example", event="updated", actor="42")
+        update["ticket"]["status"] = "Solved"
+        post(update)
+    post(trigger("502", "std@shop.example", requester_id="7501"))
+    assert {r.status for r in worker.run_once(st)} == {"done"}
+    with st.database.transaction(read_only=True) as session:
+        notes = session.scalars(
+            select(OutboxAction.payload).where(
+                OutboxAction.ticket_id == "502", OutboxAction.kind == "note"
+            )
+        ).all()
+    assert len(notes) == 1
+    assert ("Queue: ticket 2 of 2" in notes[0]["body"]) is not solved
+    assert ("Queue:" in notes[0]["body"]) is not solved
+
+
 # --------------------------------------------------------------------------------------------
 # Approvals through the desk: a reply, an engineer's tag; reminders
 
