@@ -7,13 +7,15 @@ batches:
 1. resolve each requester to a customer: an identity in that desk, else the email the event
    carries, else the desk's API (``GET`` the user), cached in ``requester_cache``; these
    network lookups happen before the transaction, so no lock is held across them;
-2. in ONE transaction per batch, each event in a savepoint of its own: lock the event
-   (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers can run) and the customer's
-   row (skipped, never waited for, when another worker holds it), load the facts, call
+2. in ONE transaction per batch, under one savepoint: lock the batch's events (``FOR UPDATE
+   SKIP LOCKED`` on PostgreSQL, so several workers can run) and each event's customer row
+   (skipped, never waited for, when another worker holds it), load the facts, call
    :func:`rules.decide.decide`, and write the ticket state, the ledger postings, the quota
-   usage and the outbox actions, then mark the event done. An event that fails is rolled back
-   to its savepoint and its failure counted; the others commit. A worker killed before the
-   commit leaves the batch pending: the next run processes each event exactly once.
+   usage and the outbox actions, then mark the event done. The batch's rows are flushed
+   together (:class:`_Batch`). Should an event fail, the savepoint is rolled back and every
+   event is decided again in a savepoint of its own: the failing one is rolled back and its
+   failure counted, the others commit. A worker killed before the commit leaves the batch
+   pending: the next run processes each event exactly once.
 """
 
 from __future__ import annotations
