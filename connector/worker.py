@@ -210,7 +210,7 @@ class _Batch:
 
 
 def _process_batch(st: ConnectorState, rows: list[_Pending]) -> list[Processed]:
-    """Decide ``rows`` (at most one per ticket) in one transaction, each in a savepoint.
+    """Decide ``rows`` (at most one per ticket) in one transaction (:func:`_apply_all`).
 
     The desk lookups (requester, tags) come first, outside the transaction, so no lock is
     held across the network. An event that fails is rolled back to its savepoint and its
